@@ -1,0 +1,121 @@
+"""The score-based phase shared by Score-CAM and Grad++ScoreCAM: mask the input, score each masked copy.
+
+For every selected (image, channel) pair the map M^k becomes a mask H^k in [0, 1], the input is
+multiplied by it and the model scores the result for the image's class. Pairs stream through the model in
+chunks of ``batch_size``: masks are upsampled per chunk and the masked inputs are written into one reused
+buffer, so memory does not grow with the number of channels K.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .postprocess import minmax_normalize, upsample
+
+ScoreType = Literal["probability", "logit"]
+PerturbSpace = Literal["input", "feature"]
+Progress = bool | Callable[[int, int], None]
+
+SCORE_TYPES = ("probability", "logit")
+PERTURB_SPACES = ("input", "feature")
+
+
+def check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
+    """Raise ValueError naming the allowed values when an option is misspelt."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
+
+
+def non_constant_channels(maps: Tensor) -> Tensor:
+    """(B, K) bool: channels whose (h, w) map is not constant. A constant map masks nothing in particular."""
+    flat = maps.flatten(-2)
+    return flat.amax(dim=-1) > flat.amin(dim=-1)
+
+
+def class_scores(logits: Tensor, targets: Tensor, score: ScoreType) -> Tensor:
+    """Score of each row's target class: softmax probability or raw logit."""
+    values = torch.softmax(logits.float(), dim=1) if score == "probability" else logits.float()
+    return values.gather(1, targets.view(-1, 1)).squeeze(1)
+
+
+def score_masked_inputs(
+    model: nn.Module,
+    images: Tensor,
+    maps: Tensor,
+    targets: Tensor,
+    selected: Tensor,
+    *,
+    batch_size: int = 32,
+    score: ScoreType = "probability",
+    perturb: PerturbSpace = "input",
+    align_corners: bool = False,
+    norm_eps: float = 0.0,
+    progress: Progress = False,
+) -> Tensor:
+    """Score ``f(X_b ⊙ H^k)_c`` for every selected (b, k); returns (B, K) float32 with 0 where not selected.
+
+    Args:
+        images: (B, C, H, W) normalised input X.
+        maps: (B, K, h, w) maps M^k the masks are made from.
+        targets: (B,) class of each image.
+        selected: (B, K) bool, which pairs to score.
+        score: ``"probability"`` (softmax of the logits, Score-CAM) or ``"logit"``.
+        perturb: ``"input"``: H^k = minmax(Up(M^k)) at the input resolution, score X ⊙ H^k (Score-CAM,
+            Eq. 9 of the Grad++ScoreCAM paper). ``"feature"``: H^k = minmax(M^k) at the feature resolution,
+            X is downsized to (h, w) (bilinear, antialiased), multiplied by H^k and resized back to (H, W)
+            (bilinear) before scoring (Algorithm 1, steps 8-9 of the Grad++ScoreCAM paper).
+        align_corners: for the mask upsampling (pytorch-grad-cam uses True).
+        norm_eps: added to max - min in the mask normalisation (pytorch-grad-cam uses 1e-8).
+        progress: True for a tqdm bar, or a callable ``(done, total)`` called after each chunk.
+    """
+    check_choice("score", score, SCORE_TYPES)
+    check_choice("perturb", perturb, PERTURB_SPACES)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    size = (images.shape[-2], images.shape[-1])
+    out = torch.zeros(selected.shape, dtype=torch.float32, device=images.device)
+    pairs = selected.nonzero()
+    total = len(pairs)
+    report = _progress_reporter(progress, total)
+    with torch.inference_mode():
+        if perturb == "feature":
+            small = F.interpolate(images, size=maps.shape[-2:], mode="bilinear", align_corners=False, antialias=True)
+        else:
+            buffer = images.new_empty((min(batch_size, max(total, 1)), *images.shape[1:]))
+        for start in range(0, total, batch_size):
+            b, k = pairs[start : start + batch_size].unbind(1)
+            if perturb == "input":
+                masks = minmax_normalize(upsample(maps[b, k].float(), size, align_corners), norm_eps)
+                masked = torch.index_select(images, 0, b, out=buffer[: len(b)])
+                masked.mul_(masks.unsqueeze(1).to(masked.dtype))
+            else:
+                masks = minmax_normalize(maps[b, k].float(), norm_eps)
+                masked = upsample(small[b] * masks.unsqueeze(1).to(small.dtype), size)
+            out[b, k] = class_scores(model(masked), targets[b], score)
+            report(min(start + batch_size, total))
+    report(None)
+    return out
+
+
+def _progress_reporter(progress: Progress, total: int) -> Callable[[int | None], None]:
+    """A function taking the number of pairs done (None: finished)."""
+    if callable(progress):
+        return lambda done: progress(total if done is None else done, total)  # type: ignore[operator]
+    if not progress:
+        return lambda done: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="pass", desc="masked forward passes", leave=False)
+
+    def report(done: int | None) -> None:
+        if done is None:
+            bar.close()
+        else:
+            bar.update(done - bar.n)
+
+    return report
