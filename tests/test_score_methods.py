@@ -113,3 +113,15 @@ def test_gradient_and_activation_masks_agree_before_gap_linear(gap_net, images):
     assert both.sum() > 5
     assert torch.allclose(gradient.weights[both], activation.weights[both], atol=1e-6)
     assert not gradient.details["scored"][gradient.details["grad_weights"] <= 0].any()
+
+
+def test_scorecam_channel_budget_keeps_the_most_active_channels(vgg_net, images):
+    budget = ScoreCAM(vgg_net, "features.3", max_channels=3).explain(images, [0, 1, 2])
+    full = ScoreCAM(vgg_net, "features.3").explain(images, [0, 1, 2])
+    means = full.activations.mean(dim=(-2, -1))
+    scored = budget.details["scored"]
+    assert scored.sum(dim=1).tolist() == [3, 3, 3]
+    for b in range(3):
+        assert means[b][scored[b]].min() >= means[b][~scored[b]].max()
+    assert torch.equal(budget.weights[scored], full.weights[scored])
+    assert torch.equal(budget.weights[~scored], torch.zeros(int((~scored).sum())))

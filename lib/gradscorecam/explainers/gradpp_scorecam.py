@@ -63,6 +63,7 @@ from .scoring import (
     class_scores,
     non_constant_channels,
     score_masked_inputs,
+    top_channels,
 )
 
 MaskSource = Literal["gradient", "activation"]
@@ -151,7 +152,7 @@ class GradPlusPlusScoreCAM(BaseCAM):
         maps = alpha * positive_grads * activations if self.mask_source == "gradient" else activations
         selected = non_constant_channels(maps)
         if self.max_channels is not None:
-            selected = selected & _top_channels(grad_weights, self.max_channels)
+            selected = selected & top_channels(grad_weights, self.max_channels)
 
         channel_scores = score_masked_inputs(
             self.model,
@@ -181,10 +182,3 @@ class GradPlusPlusScoreCAM(BaseCAM):
             "baseline_score": baseline_score,
         }
 
-
-def _top_channels(grad_weights: Tensor, budget: int) -> Tensor:
-    """(B, K) bool: per image the ``budget`` channels with the largest positive weight."""
-    k = min(budget, grad_weights.shape[1])
-    top = grad_weights.topk(k, dim=1).indices
-    chosen = torch.zeros_like(grad_weights, dtype=torch.bool).scatter_(1, top, True)
-    return chosen & (grad_weights > 0)

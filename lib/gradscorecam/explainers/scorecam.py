@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .base import BaseCAM, Captured
 from .layers import LayerSpec
-from .scoring import Progress, check_choice, non_constant_channels, score_masked_inputs
+from .scoring import Progress, check_choice, non_constant_channels, score_masked_inputs, top_channels
 
 ScoreCAMVariant = Literal["authors", "pytorch-grad-cam"]
 
@@ -33,6 +33,9 @@ class ScoreCAM(BaseCAM):
             ``grad-cam``'s ScoreCAM exactly for comparison: Up with align_corners=True, masks
             ``(U - min) / (max - min + 1e-8)``, every channel scored (a constant one masks everything),
             and weights ``softmax_k(Y^c(X ⊙ H^k))``, a softmax over channels of the masked *logits*.
+        max_channels: a speed knob for quick checks, not part of Score-CAM: score only this many channels per
+            image, those with the largest positive mean activation; the others get weight 0. ``None``
+            (default) scores every non-constant channel, as the method is defined. Authors' variant only.
         progress: True for a tqdm bar over the masked passes, or a callable ``(done, total)``.
 
     ``details``: ``channel_scores`` (B, K) the raw scores s_k (logits in the pytorch-grad-cam variant) and
@@ -48,11 +51,17 @@ class ScoreCAM(BaseCAM):
         *,
         batch_size: int = 32,
         variant: ScoreCAMVariant = "authors",
+        max_channels: int | None = None,
         progress: Progress = False,
         **kwargs: object,
     ) -> None:
         super().__init__(model, target_layer, **kwargs)  # type: ignore[arg-type]
         check_choice("variant", variant, ("authors", "pytorch-grad-cam"))
+        if max_channels is not None and (not isinstance(max_channels, int) or max_channels < 1):
+            raise ValueError(f"max_channels must be None or a positive int, got {max_channels!r}")
+        if max_channels is not None and variant != "authors":
+            raise ValueError("max_channels applies to the authors' variant only; pytorch-grad-cam scores every channel")
+        self.max_channels = max_channels
         self.batch_size = batch_size
         self.variant = variant
         self.progress = progress
@@ -61,6 +70,8 @@ class ScoreCAM(BaseCAM):
         activations = captured.activations
         if self.variant == "authors":
             selected = non_constant_channels(activations)
+            if self.max_channels is not None:
+                selected &= top_channels(activations.mean(dim=(-2, -1)), self.max_channels)
             options = dict(score="probability", align_corners=False, norm_eps=0.0)
         else:
             selected = torch.ones(activations.shape[:2], dtype=torch.bool, device=activations.device)

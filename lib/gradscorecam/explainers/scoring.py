@@ -37,6 +37,13 @@ def non_constant_channels(maps: Tensor) -> Tensor:
     return flat.amax(dim=-1) > flat.amin(dim=-1)
 
 
+def top_channels(values: Tensor, budget: int) -> Tensor:
+    """(B, K) bool: per image the ``budget`` channels with the largest positive ``values``."""
+    k = min(budget, values.shape[1])
+    chosen = torch.zeros_like(values, dtype=torch.bool).scatter_(1, values.topk(k, dim=1).indices, True)
+    return chosen & (values > 0)
+
+
 def class_scores(logits: Tensor, targets: Tensor, score: ScoreType) -> Tensor:
     """Score of each row's target class: softmax probability or raw logit."""
     values = torch.softmax(logits.float(), dim=1) if score == "probability" else logits.float()
