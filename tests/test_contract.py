@@ -300,3 +300,20 @@ def test_model_not_returning_logits(images):
 def test_gradpp_scorecam_rejects_unknown_options(gap_net, options, message):
     with pytest.raises(ValueError, match=message):
         GradPlusPlusScoreCAM(gap_net, "layer", **options)
+
+
+def test_make_explainer_passes_only_the_options_that_apply(gap_net):
+    from gradscorecam import make_explainer
+
+    score = make_explainer("Score-CAM", gap_net, "layer", batch_size=5, max_channels=3, smooth_samples=7)
+    assert (score.batch_size, score.max_channels) == (5, 3)
+    smooth = make_explainer("SmoothGrad-CAM++", gap_net, "layer", smooth_samples=7, seed=11, max_channels=3)
+    assert (smooth.n_samples, smooth.seed) == (7, 11)
+    reading = make_explainer(
+        "Grad++ScoreCAM", gap_net, "layer", max_channels=4, method_options={"Grad++ScoreCAM": {"baseline": None}}
+    )
+    assert reading.options() == {"mask_source": "gradient", "perturb": "input", "baseline": None,
+                                 "combine": "score", "max_channels": 4}  # fmt: skip
+    assert type(make_explainer("CAM", gap_net, "layer", max_channels=4)).__name__ == "CAM"
+    with pytest.raises(ValueError, match="unknown method 'GradCAM'; choose from 'CAM', 'Grad-CAM'"):
+        make_explainer("GradCAM", gap_net, "layer")

@@ -26,6 +26,7 @@ from .explainers import (
     ScoreCAM,
     SmoothGradCAMPlusPlus,
     feature_layers,
+    make_explainer,
 )
 
 try:
@@ -52,4 +53,5 @@ __all__ = [
     "WeightsUnavailableError",
     "__version__",
     "feature_layers",
+    "make_explainer",
 ]

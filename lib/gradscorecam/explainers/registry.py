@@ -1,0 +1,61 @@
+"""The six methods by display name, and one factory that gives each its share of the common options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from .base import BaseCAM
+from .cam import CAM
+from .gradient import GradCAM, GradCAMPlusPlus
+from .gradpp_scorecam import GradPlusPlusScoreCAM
+from .layers import LayerSpec
+from .scorecam import ScoreCAM
+from .smoothgrad import SmoothGradCAMPlusPlus
+
+#: The methods of the paper's figures and Table 1, in its column order, by display name.
+METHODS: dict[str, type[BaseCAM]] = {
+    "CAM": CAM,
+    "Grad-CAM": GradCAM,
+    "Grad-CAM++": GradCAMPlusPlus,
+    "Score-CAM": ScoreCAM,
+    "SmoothGrad-CAM++": SmoothGradCAMPlusPlus,
+    "Grad++ScoreCAM": GradPlusPlusScoreCAM,
+}
+
+# Which of the common options each method takes (the others do not apply to it).
+_ACCEPTS: dict[str, tuple[str, ...]] = {
+    "Score-CAM": ("batch_size", "max_channels", "progress"),
+    "SmoothGrad-CAM++": ("batch_size", "smooth_samples", "seed"),
+    "Grad++ScoreCAM": ("batch_size", "max_channels", "progress"),
+}
+_RENAMED = {"smooth_samples": "n_samples"}
+
+
+def make_explainer(
+    method: str,
+    model: nn.Module,
+    target_layer: LayerSpec,
+    *,
+    batch_size: int = 32,
+    max_channels: int | None = None,
+    smooth_samples: int = 25,
+    seed: int | None = 0,
+    progress: Any = False,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> BaseCAM:
+    """Build the explainer ``method`` (a key of :data:`METHODS`) with the common options that apply to it.
+
+    ``batch_size`` and ``max_channels`` go to the score-based methods, ``smooth_samples`` (n) and ``seed`` to
+    SmoothGrad-CAM++; ``method_options`` adds per-method keyword arguments, e.g.
+    ``{"Grad++ScoreCAM": {"mask_source": "activation"}}``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(map(repr, METHODS))}")
+    common = {"batch_size": batch_size, "max_channels": max_channels, "smooth_samples": smooth_samples,
+              "seed": seed, "progress": progress}  # fmt: skip
+    kwargs = {_RENAMED.get(k, k): common[k] for k in _ACCEPTS.get(method, ())}
+    kwargs.update((method_options or {}).get(method, {}))
+    return METHODS[method](model, target_layer, **kwargs)
