@@ -145,7 +145,9 @@ def test_class_image_and_method_changes(make):
     # the image: new input, new prediction, its labelled class offered in the list
     explorer.image_dropdown.value = "noise-b"
     assert explorer.displayed.image == "noise-b" and s.label == 2
-    assert 2 in [v for _, v in explorer.class_dropdown.options]
+    options = [v for _, v in explorer.class_dropdown.options]
+    assert 2 in options and outside in options  # the labelled class, and the class searched before
+    assert len(options) <= 7  # top 5, label, searched: the previous image's top 5 do not pile up
     torch.testing.assert_close(explorer.displayed.maps["Grad-CAM"], expected_map(explorer))
     # several methods side by side, each with its own map and time
     explorer.method_checkboxes["Grad-CAM++"].value = True

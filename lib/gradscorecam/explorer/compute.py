@@ -163,14 +163,14 @@ def estimate_seconds(
 ) -> float:
     """Rough seconds a method will take: the masked passes of the score-based methods dominate.
 
-    ``seconds_per_pass`` is :func:`time_forward` at ``batch_size``. Score-based: ceil(n / batch_size) passes
-    for the n channels to score. SmoothGrad-CAM++: its noisy copies, forward and backward (about 3 passes'
-    worth of work per copy). Others: one forward and backward pass of one image.
+    ``seconds_per_pass`` is :func:`time_forward` at ``batch_size``, so one image costs
+    ``seconds_per_pass / batch_size``. Score-based: one masked image per channel to score, plus the clean
+    forward and backward pass (about 3 images' worth). SmoothGrad-CAM++: a forward and backward pass per noisy
+    copy. Others: one forward and backward pass.
     """
     per_image = seconds_per_pass / batch_size
     if is_score_based(method):
-        n = channels_to_score(channels, options.get("max_channels"))
-        return math.ceil(n / batch_size) * seconds_per_pass + 3 * per_image
+        return (channels_to_score(channels, options.get("max_channels")) + 3) * per_image
     if issubclass(method, SmoothGradCAMPlusPlus):
         return 3 * per_image * int(options.get("n_samples", 25))
     return 3 * per_image

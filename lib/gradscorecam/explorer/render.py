@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter
 from torch import Tensor
 
 from ..plotting import mark_random_weights, overlay, to_display_image
@@ -70,7 +71,7 @@ def maps_figure(
         ax.set_xlabel(cell.caption, fontsize=8)
     for ax in axes[1 + len(cells) :]:
         ax.set_axis_off()
-    fig.subplots_adjust(left=0.02, right=0.92, top=0.88, bottom=0.2, wspace=0.06)
+    fig.subplots_adjust(left=0.02, right=0.92, top=0.9, bottom=0.14, wspace=0.06)
     if artist is not None:
         cax = fig.add_axes((0.935, 0.2, 0.012, 0.68))
         fig.colorbar(artist, cax=cax).ax.tick_params(labelsize=7)
@@ -115,7 +116,7 @@ def teaching_figure(
                 ax.set_ylabel(name, fontsize=8)
         bars = fig.add_subplot(grid[row, n])
         _value_plot(bars, view)
-    fig.subplots_adjust(left=0.04, right=0.98, top=0.9, bottom=0.08, wspace=0.12, hspace=0.55)
+    fig.subplots_adjust(left=0.04, right=0.95, top=0.9, bottom=0.08, wspace=0.12, hspace=0.55)
     return fig
 
 
@@ -136,6 +137,7 @@ def _value_plot(ax, view: TeachingView) -> None:  # type: ignore[no-untyped-def]
     ax.set_title(f"{view.value_name} per channel, sorted ({what})", fontsize=7)
     ax.tick_params(labelsize=6)
     ax.yaxis.tick_right()
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))  # Grad-CAM weights are ~1e-3: "0.00" says nothing
     ax.set_xticks([])
 
 

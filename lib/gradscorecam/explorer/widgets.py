@@ -148,6 +148,7 @@ class Explorer:
         self._running: tuple[str, ...] = ()
         self._quiet = 0
         self._search_model: str | None = None
+        self._searched: list[int] = []  # classes chosen by search: kept in the class list for the next images
         self._teaching_drawn: tuple[object, ...] | None = None
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -207,7 +208,7 @@ class Explorer:
         self.class_dropdown = widgets.Dropdown(options=[], description="class", layout=wide, style=style)
         self.class_search = widgets.Combobox(placeholder="search any class by name", ensure_option=False, layout=widgets.Layout(width="300px"))
         self.method_checkboxes = {
-            name: widgets.Checkbox(value=name in initial_methods, description=name, indent=False, layout=widgets.Layout(width="150px"))
+            name: widgets.Checkbox(value=name in initial_methods, description=name, indent=False, layout=widgets.Layout(width="175px"))
             for name in s.methods
         }
         self.opacity_slider = widgets.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="opacity", style=style, layout=wide)
@@ -355,7 +356,7 @@ class Explorer:
         except GradScoreCAMError as error:
             self._say(str(error), "error")
         except KeyboardInterrupt:
-            self._say("interrupted (kernel interrupt); nothing was changed.", "warning")
+            self._say("interrupted (kernel interrupt).", "warning")
         except Exception as error:  # an unexpected failure must not leave a dead widget in a classroom
             self._say(f"unexpected error: {type(error).__name__}: {error}", "error", detail=traceback.format_exc())
         finally:
@@ -529,24 +530,28 @@ class Explorer:
             self.image_dropdown.value = select if select is not None else self.session.image_key
 
     def _refill_classes(self, extra: int | None = None) -> None:
-        """Top-5 predictions, the image's labelled class, classes found by search, and the selected one."""
+        """Top-5 predictions, the image's labelled class, the classes found by search, and the selected one."""
         s = self.session
         if s.spec is None or s.probabilities is None:
             with self._quietly():
                 self.class_dropdown.options = []
             return
         probabilities, categories = s.probabilities, s.spec.categories
+        new_model = self._search_model != s.model_key
+        if new_model:  # class indices mean other classes now
+            self._searched = []
+        if extra is not None and extra not in self._searched:
+            self._searched.append(extra)
         entries = [(f"{class_name(categories, i)} — {_p(p)}", i) for i, p in top_classes(probabilities, 5)]
         known = {i for _, i in entries}
-        previous = [i for _, i in self._options(self.class_dropdown) if i not in known]
-        for index, prefix in [(s.label, "label: "), *[(i, "") for i in previous], (extra, ""), (s.target, "")]:
+        for index, prefix in [(s.label, "label: "), *[(i, "") for i in self._searched], (s.target, "")]:
             if index is not None and index not in known and 0 <= index < len(probabilities):
                 entries.append((f"{prefix}{class_name(categories, index)} — {_p(float(probabilities[index]))}", index))
                 known.add(index)
         with self._quietly():
             self.class_dropdown.options = entries
             self.class_dropdown.value = s.target
-            if self._search_model != s.model_key:  # the names change with the model only
+            if new_model:  # the names change with the model only
                 self.class_search.options = [f"{name} ({i})" for i, name in enumerate(categories)]
                 self.class_search.value = ""
                 self._search_model = s.model_key
@@ -569,9 +574,11 @@ class Explorer:
                     seconds = s.estimate(name)
                     if seconds > self.warn_seconds:
                         self._deferred[s.key(name)] = f"not computed: estimated {seconds:.0f} s. Press “Compute anyway”."
+                        total = s.layers[s.layer][0]  # type: ignore[index]
+                        n = min(total, s.max_channels or total)
                         self._say(
-                            f"{name} would take about {seconds:.0f} s here ({s.layers[s.layer][0]} channels to score "  # type: ignore[index]
-                            f"on {_device(s)}). Press “Compute anyway”, or set fewer channels to score.",
+                            f"{name} would take about {seconds:.0f} s here: {n} of {total} channels to score, one "
+                            f"forward pass each, on {_device(s)}. Press “Compute anyway”, or set fewer channels to score.",
                             "warning",
                         )
         to_compute = [name for name in missing if s.key(name) not in self._deferred]
