@@ -12,6 +12,7 @@ from .errors import (
     GradScoreCAMError,
     InputImageError,
     ModelSourceError,
+    ResultsMismatchError,
     TargetLayerError,
     UnsupportedModelError,
     WeightsUnavailableError,
@@ -28,6 +29,10 @@ from .explainers import (
     SmoothGradCAMPlusPlus,
     feature_layers,
 )
+from . import datasets, metrics
+from .models import ModelSpec, load_model
+from .runner import evaluate, merge_results, read_results
+from .summary import summarize
 
 try:
     __version__ = version("gradscorecam")
@@ -46,6 +51,7 @@ __all__ = [
     "GradScoreCAMError",
     "InputImageError",
     "ModelSourceError",
+    "ResultsMismatchError",
     "METHODS",
     "ScoreCAM",
     "SmoothGradCAMPlusPlus",
@@ -54,4 +60,12 @@ __all__ = [
     "WeightsUnavailableError",
     "__version__",
     "feature_layers",
+    "ModelSpec",
+    "datasets",
+    "evaluate",
+    "load_model",
+    "merge_results",
+    "metrics",
+    "read_results",
+    "summarize",
 ]

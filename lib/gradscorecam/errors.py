@@ -38,3 +38,7 @@ class DataSourceError(GradScoreCAMError, ValueError):
 
 class ModelSourceError(GradScoreCAMError, ValueError):
     """A model source (torchvision name, or .py file with build_model()) is unknown or gives an invalid model."""
+
+
+class ResultsMismatchError(GradScoreCAMError, ValueError):
+    """A results file holds rows of another evaluation configuration than the one asked for."""
