@@ -218,3 +218,25 @@ def test_summary_refuses_mixed_configurations():
     df = pd.concat([_frame({"Grad-CAM": [1.0, 2.0]}, score="probability"), _frame({"Grad-CAM": [1.0]}, score="logit")])
     with pytest.raises(ResultsMismatchError, match="score"):
         summarize(df)
+
+
+def test_command_line_runs_resumes_and_summarises(records, tmp_path, capsys):
+    import importlib.util
+
+    from test_models import _external
+
+    spec = importlib.util.spec_from_file_location("evaluate_cli", Path(__file__).parents[1] / "scripts" / "evaluate.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)  # type: ignore[union-attr]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,class_index\n" + "".join(f"{r.path},{r.class_index % 3}\n" for r in records))
+    args = ["--model", str(_external(tmp_path)), "--labels-csv", str(labels), "--n", "3", "--methods", "Grad-CAM",
+            "CAM", "--deletion-steps", "0", "--device", "cpu", "--out", str(tmp_path / "cli.csv")]  # fmt: skip
+    assert cli.main(args) == 0
+    first = read_results(tmp_path / "cli.csv")
+    assert len(first) == 6 and set(first.model) == {"toy"}
+    assert cli.main(args) == 0  # resumes: nothing to add
+    assert len(read_results(tmp_path / "cli.csv")) == 6
+    summary = pd.read_csv(tmp_path / "cli.summary.csv", index_col="method")
+    assert list(summary.index) == ["CAM", "Grad-CAM"] and (summary.n_images == 3).all()
+    assert "average_drop" in capsys.readouterr().out
