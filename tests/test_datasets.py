@@ -129,6 +129,7 @@ def test_flat_folder_errors_name_the_file(flat: Path, tmp_path: Path):
     missing = _loc_csv(tmp_path / "missing.csv", {_val_name(i): f"{TENCH} 0 0 1 1" for i in (1, 2, 3, 4)})
     with pytest.raises(DataSourceError, match=f"{_val_name(4)}.*image file not found"):
         imagenet_folder(flat, labels=missing)
+    assert len(imagenet_folder(flat, labels=missing, allow_missing=True)) == 3  # a copied subset of val
     unlabelled = _loc_csv(tmp_path / "partial.csv", {_val_name(i): f"{TENCH} 0 0 1 1" for i in (1, 2)})
     with pytest.raises(DataSourceError, match=f"{_val_name(3)}.JPEG: no label"):
         imagenet_folder(flat, labels=unlabelled)

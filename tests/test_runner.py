@@ -172,6 +172,15 @@ def test_cam_on_a_vgg_like_model_gives_a_noted_row(records, tmp_path):
     assert df[df.method == "Grad-CAM"].Y.notna().all() and df.deletion_auc.isna().all()
 
 
+def test_unreadable_image_stops_the_run_naming_the_file(records, tmp_path):
+    from gradscorecam.errors import DataSourceError
+
+    records[2].path.write_bytes(b"broken")
+    with pytest.raises(DataSourceError, match="im2.png"):
+        _run(records, tmp_path / "r.csv")
+    assert len(read_results(tmp_path / "r.csv")) == 4  # the images before it are kept; fix it and rerun
+
+
 def test_label_target_and_random_weights_warning(records, tmp_path):
     spec = ModelSpec(small_gap_net(), TRANSFORM, "layer", tuple("abcdefghij"), (0.5,) * 3, (0.25,) * 3, "toy",
                      "random (weights=None, torch seed 0)")  # fmt: skip

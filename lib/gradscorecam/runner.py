@@ -10,7 +10,8 @@
 Each row holds the image (``image_id``, true ``label``, explained ``class_index``, ``predicted``), the
 ``method``, the faithfulness scores Y and O with the image's ``drop`` and ``increase`` (percent, see
 :mod:`gradscorecam.metrics.faithfulness`), ``deletion_auc`` and ``insertion_auc``, ``pointing_hit`` and
-``energy_pointing`` when the image has boxes the transform can map, ``seconds`` (the explanation) and
+``energy_pointing`` when the image has boxes the transform can map (boxes are those of the true
+class, as ImageNet gives them, also when the predicted class is explained), ``seconds`` (the explanation) and
 ``metric_seconds``, a ``note`` (why a row has no values, e.g. CAM on VGG16), and the configuration
 (:data:`CONFIG_KEYS`) together with ``torch_version`` and ``device``.
 
@@ -21,6 +22,9 @@ run. The configuration is kept in the rows and in a sidecar ``<out>.config.json`
 configuration raises :class:`~gradscorecam.errors.ResultsMismatchError` naming the keys that differ,
 instead of mixing results (pass another ``out_path``, or ``overwrite=True`` to discard the file). A
 ``.parquet`` ``out_path`` is journaled to ``<out>.journal.csv`` while running and written at the end.
+
+An image that cannot be read stops the run with a DataSourceError naming the file; the rows before it
+are kept, so fix or drop the image and rerun.
 
 **Shards** (SLURM job arrays): ``shard_index=i, num_shards=n`` evaluates records ``i, i+n, i+2n, ...``;
 give every shard its own ``out_path`` and combine them with :func:`merge_results`.

@@ -63,7 +63,11 @@ def wnid_to_index(wnid: str, where: str | Path) -> int:
 
 
 def imagenet_folder(
-    root: str | Path, labels: str | Path | None = None, annotations: str | Path | None = None
+    root: str | Path,
+    labels: str | Path | None = None,
+    annotations: str | Path | None = None,
+    *,
+    allow_missing: bool = False,
 ) -> list[ImageRecord]:
     """Records for an ImageNet validation folder in either layout (see the module docstring), sorted by id.
 
@@ -73,6 +77,8 @@ def imagenet_folder(
             For a flat folder it defaults to a ``LOC_val_solution.csv`` found beside or above ``root``,
             else to the XML annotations. Class folders need none (it then only adds boxes).
         annotations: a folder of per-image XML files, for boxes (and labels of a flat folder).
+        allow_missing: accept a labels file that lists images the folder lacks (a copied subset of the
+            validation set); by default that is an error naming the first missing file.
 
     Raises :class:`~gradscorecam.errors.DataSourceError`, naming the file, for an unknown WordNet id, an
     image listed in the labels but missing, an image without a label, or a malformed labels file.
@@ -114,10 +120,11 @@ def imagenet_folder(
         )
     if label_source is not None and not class_dirs:
         missing = sorted(set(table) - set(found))
-        if missing:
+        if missing and not allow_missing:
             raise DataSourceError(
                 f"{label_source} lists {len(missing)} image(s) that are not in {root}, first "
-                f"{missing[0]!r}: image file not found. Restore the file(s) or remove their rows."
+                f"{missing[0]!r}: image file not found. Restore the file(s), or pass allow_missing=True to use "
+                "only the images present."
             )
 
     records = []
