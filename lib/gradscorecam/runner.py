@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import io
 import json
 import math
 import time
@@ -434,10 +435,12 @@ def _cell(value: Any) -> Any:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    _drop_torn_line(path)
-    if path.stat().st_size == 0:
+    # Readers never modify the file (a run may be writing it); a torn last line is skipped in memory.
+    data = path.read_bytes()
+    data = data[: data.rfind(b"\n") + 1]
+    if not data.strip():
         return pd.DataFrame(columns=list(COLUMNS))
-    return pd.read_csv(path, dtype={"image_id": str, "method": str, "note": str, "weights": str, "model": str,
+    return pd.read_csv(io.BytesIO(data), dtype={"image_id": str, "method": str, "note": str, "weights": str, "model": str,
                                     "explainer_options": str, "library_version": str}, keep_default_na=True)  # fmt: skip
 
 
