@@ -213,6 +213,10 @@ def test_summary_means_intervals_and_seconds():
     grad = summary.loc["Grad-CAM"]
     assert (grad.average_drop_low, grad.average_drop, grad.average_drop_high) == (20.0, 20.0, 20.0)
     assert "deletion_auc" not in summary.columns  # no values at all: left out
+    # a method's interval depends on its own values only, not on the other methods in the table
+    same = summarize(_frame({"Score-CAM": [0.0, 50.0, 100.0], "Grad++ScoreCAM": [0.0, 50.0, 100.0]}))
+    assert same.loc["Score-CAM"].equals(same.loc["Grad++ScoreCAM"])
+    assert same.loc["Score-CAM"].equals(score)
 
 
 def test_bootstrap_interval_is_seeded_and_covers_the_mean():
