@@ -11,6 +11,8 @@ from .errors import (
     DataSourceError,
     GradScoreCAMError,
     InputImageError,
+    ModelSourceError,
+    ResultsMismatchError,
     TargetLayerError,
     UnsupportedModelError,
     WeightsUnavailableError,
@@ -28,6 +30,10 @@ from .explainers import (
     feature_layers,
     make_explainer,
 )
+from . import datasets, metrics
+from .models import ModelSpec, load_model
+from .runner import evaluate, merge_results, read_results
+from .summary import summarize
 
 try:
     __version__ = version("gradscorecam")
@@ -45,6 +51,8 @@ __all__ = [
     "GradPlusPlusScoreCAM",
     "GradScoreCAMError",
     "InputImageError",
+    "ModelSourceError",
+    "ResultsMismatchError",
     "METHODS",
     "ScoreCAM",
     "SmoothGradCAMPlusPlus",
@@ -54,4 +62,12 @@ __all__ = [
     "__version__",
     "feature_layers",
     "make_explainer",
+    "ModelSpec",
+    "datasets",
+    "evaluate",
+    "load_model",
+    "merge_results",
+    "metrics",
+    "read_results",
+    "summarize",
 ]

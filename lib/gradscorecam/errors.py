@@ -34,3 +34,11 @@ class WeightsUnavailableError(GradScoreCAMError, FileNotFoundError):
 
 class DataSourceError(GradScoreCAMError, ValueError):
     """An image source (folder, labels file, annotation) is missing, malformed or unreadable."""
+
+
+class ModelSourceError(GradScoreCAMError, ValueError):
+    """A model source (torchvision name, or .py file with build_model()) is unknown or gives an invalid model."""
+
+
+class ResultsMismatchError(GradScoreCAMError, ValueError):
+    """A results file holds rows of another evaluation configuration than the one asked for."""

@@ -1,0 +1,199 @@
+"""Faithfulness and localisation metrics against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gradscorecam import metrics
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: on a busy 2-core machine OpenMP's second thread slows them down many times over."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class SumModel(nn.Module):
+    """logits = [sum of all input values, sum - shift]: every score below can be worked out by hand."""
+
+    def __init__(self, shift: float = 0.0) -> None:
+        super().__init__()
+        self.shift = shift
+        self.unused = nn.Linear(1, 1)  # gives the model a parameter, as real models have
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.flatten(1).sum(1)
+        return torch.stack([s, s - self.shift], dim=1)
+
+
+class ShiftedModel(nn.Module):
+    """logits = [s, s - 2] with s = sum: softmax(class 0) = sigmoid(2) whatever the input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.flatten(1).sum(1)
+        return torch.stack([s, s - 2.0], dim=1)
+
+
+# ------------------------------------------------------------------------------ Average Drop / Increase
+def test_average_drop_is_relative_to_Y_zero_for_increases_and_over_all_images():
+    Y = [0.8, 0.5, 0.2]
+    O = [0.4, 0.6, 0.1]
+    # drops: (0.8-0.4)/0.8 = 50 % (not the absolute 40 points), an increase counts 0, (0.2-0.1)/0.2 = 50 %
+    assert metrics.drop_percent(Y, O) == pytest.approx([50.0, 0.0, 50.0])
+    # the average is over all N = 3 images, not over the two with a drop (which would give 50 %)
+    assert metrics.average_drop(Y, O) == pytest.approx(100.0 / 3)
+    assert metrics.average_increase(Y, O) == pytest.approx(100.0 / 3)
+
+
+def test_increase_is_strict():
+    assert metrics.average_increase([0.5, 0.5], [0.5, 0.5000001]) == pytest.approx(50.0)
+
+
+def test_average_drop_refuses_non_positive_scores():
+    with pytest.raises(ValueError, match="Y > 0"):
+        metrics.average_drop([2.0, -1.0], [1.0, -2.0])
+    assert math.isnan(metrics.drop_percent([-1.0], [-2.0])[0])
+
+
+def test_explanation_scores_by_hand_in_logits_and_probabilities():
+    model = SumModel(shift=0.0)
+    images = torch.ones(1, 3, 2, 2)
+    saliency = torch.tensor([[[1.0, 0.5], [0.0, 0.25]]])
+    # clean sum 12; masked sum 3 * (1 + 0.5 + 0 + 0.25) = 5.25
+    Y, O = metrics.explanation_scores(model, images, saliency, [0], score="logit")
+    assert Y.tolist() == pytest.approx([12.0]) and O.tolist() == pytest.approx([5.25])
+    assert metrics.average_drop(Y, O) == pytest.approx((12 - 5.25) / 12 * 100)
+    # probabilities with logits [s, s]: 0.5 for any input, so no drop
+    Y, O = metrics.explanation_scores(model, images, saliency, [0], score="probability")
+    assert Y.tolist() == pytest.approx([0.5]) and O.tolist() == pytest.approx([0.5])
+
+
+def test_probability_and_logit_differ_as_documented():
+    # A mask that lowers every logit equally is a drop in logit but none in probability (softmax is
+    # shift-invariant): here softmax(class 0) = sigmoid(2) = 0.8808 for every input.
+    model = ShiftedModel()
+    images = torch.ones(2, 3, 2, 2)
+    saliency = torch.tensor([[[1.0, 1.0], [0.0, 0.0]], [[0.5, 0.5], [0.5, 0.5]]])
+    Y, O = metrics.explanation_scores(model, images, saliency, [0, 0], score="logit")
+    assert metrics.drop_percent(Y, O) == pytest.approx([50.0, 50.0])
+    Y, O = metrics.explanation_scores(model, images, saliency, [0, 0], score="probability")
+    assert Y.tolist() == pytest.approx([1 / (1 + math.exp(-2))] * 2)
+    assert metrics.average_drop(Y, O) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_pixel_and_normalized_masking_by_hand():
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    pixels = torch.tensor([1.0, 0.5, 0.0]).view(1, 1, 1, 3).expand(1, 3, 1, 3)
+    images = (pixels - 0.5) / 0.25  # normalised: [2, 0, -2]
+    saliency = torch.full((1, 1, 3), 0.5)
+    normalized = metrics.explanation_maps(images, saliency, "normalized")
+    assert normalized[0, 0, 0].tolist() == pytest.approx([1.0, 0.0, -1.0])  # X * S
+    pixel = metrics.explanation_maps(images, saliency, "pixel", mean, std)
+    # pixels * 0.5 = [0.5, 0.25, 0], normalised: [0, -1, -2]
+    assert pixel[0, 0, 0].tolist() == pytest.approx([0.0, -1.0, -2.0])
+    with pytest.raises(ValueError, match="mean and std"):
+        metrics.explanation_maps(images, saliency, "pixel")
+
+
+def test_top_percent_keeps_the_most_salient_pixels_with_their_values():
+    saliency = torch.tensor([[[0.75, 0.125], [0.5, 0.25]]])
+    assert metrics.keep_top_percent(saliency, 50).tolist() == [[[0.75, 0.0], [0.5, 0.0]]]
+    ties = torch.full((1, 2, 2), 0.5)
+    assert metrics.keep_top_percent(ties, 50).tolist() == [[[0.5, 0.5], [0.0, 0.0]]]  # row-major tie-break
+    model = SumModel()
+    images = torch.ones(1, 1, 2, 2)
+    _, O = metrics.explanation_scores(model, images, saliency, [0], score="logit", top_percent=50)
+    assert O.tolist() == pytest.approx([1.25])
+
+
+def test_explanation_scores_default_target_is_top_class_and_model_state_is_kept():
+    model = SumModel(shift=-1.0).train()  # class 1 = s + 1 is always the top class
+    Y, _ = metrics.explanation_scores(model, torch.ones(1, 1, 2, 2), torch.ones(1, 2, 2), None, score="logit")
+    assert Y.tolist() == pytest.approx([5.0])
+    assert model.training
+
+
+# --------------------------------------------------------------------------------- Deletion / Insertion
+def test_deletion_and_insertion_curves_by_hand():
+    model = SumModel()
+    images = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    saliency = torch.tensor([[[0.1, 0.2], [0.9, 0.5]]])  # order: 3, 4, 2, 1
+    curves = metrics.perturbation_curves(model, images, saliency, [0], mode="deletion", steps=4, score="logit")
+    assert curves[0].tolist() == pytest.approx([10.0, 7.0, 3.0, 1.0, 0.0])
+    # trapezoid on x = 0, 1/4, ..., 1: (21 - (10 + 0) / 2) / 4
+    assert metrics.deletion_auc(model, images, saliency, [0], steps=4, score="logit").tolist() == pytest.approx([4.0])
+    inserted = metrics.perturbation_curves(
+        model, images, saliency, [0], mode="insertion", steps=2, baseline="zeros", score="logit"
+    )
+    assert inserted[0].tolist() == pytest.approx([0.0, 7.0, 10.0])
+    assert metrics.curve_auc(inserted).tolist() == pytest.approx([(17 - 5) / 2])
+
+
+def test_insertion_from_blur_of_a_constant_image_is_flat():
+    model = SumModel()
+    images = torch.full((1, 3, 12, 12), 0.25)
+    saliency = torch.rand(1, 12, 12, generator=torch.Generator().manual_seed(0))
+    curves = metrics.perturbation_curves(model, images, saliency, [0], mode="insertion", steps=3, score="logit")
+    assert curves[0].tolist() == pytest.approx([0.25 * 3 * 144] * 4, rel=1e-5)
+
+
+def test_deletion_batches_give_the_same_curves():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5)).eval()
+    images, saliency = torch.randn(3, 3, 8, 8), torch.rand(3, 8, 8)
+    one = metrics.perturbation_curves(model, images, saliency, [0, 1, 2], steps=5, batch_size=1)
+    many = metrics.perturbation_curves(model, images, saliency, [0, 1, 2], steps=5, batch_size=64)
+    assert torch.allclose(one, many, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------- pointing game
+def _peak(y: int, x: int, size: int = 20) -> torch.Tensor:
+    saliency = torch.zeros(1, size, size)
+    saliency[0, y, x] = 1.0
+    return saliency
+
+
+def test_pointing_game_inside_and_tolerance():
+    saliency = _peak(y=5, x=10)
+    assert metrics.pointing_game(saliency, [[(8, 3, 12, 7)]]).tolist() == [True]  # inside
+    # box (0, 0, 4, 4): the peak is 6 columns right and 1 row below its corner: distance sqrt(37) = 6.08
+    assert metrics.pointing_game(saliency, [[(0, 0, 4, 4)]], tolerance=15).tolist() == [True]
+    assert metrics.pointing_game(saliency, [[(0, 0, 4, 4)]], tolerance=6).tolist() == [False]
+    assert metrics.pointing_game(saliency, [[(0, 0, 4, 4)]], tolerance=6.1).tolist() == [True]
+    # box (0, 15, 2, 19): dx = 8, dy = 10, distance 12.8: a hit at 15 pixels, a miss at 12
+    assert metrics.pointing_game(saliency, [[(0, 15, 2, 19)]]).tolist() == [True]
+    assert metrics.pointing_game(saliency, [[(0, 15, 2, 19)]], tolerance=12).tolist() == [False]
+    # any of several boxes counts; x1, y1 are inclusive
+    assert metrics.pointing_game(saliency, [[(0, 0, 1, 1), (10, 5, 10, 5)]], tolerance=0).tolist() == [True]
+    assert metrics.pointing_game(saliency, [[(0, 0, 9, 4)]], tolerance=0).tolist() == [False]
+
+
+def test_pointing_game_batch_and_first_maximum():
+    saliency = torch.cat([_peak(0, 0), _peak(19, 19)])
+    boxes = [[(15, 15, 19, 19)], [(15, 15, 19, 19)]]
+    assert metrics.pointing_game(saliency, boxes, tolerance=0).tolist() == [False, True]
+    ties = torch.zeros(1, 20, 20)
+    ties[0, 2, 18] = ties[0, 18, 2] = 1.0  # first in row-major order: (x=18, y=2)
+    assert metrics.pointing_game(ties, [[(16, 0, 19, 4)]], tolerance=0).tolist() == [True]
+    assert metrics.pointing_game(ties, [[(0, 16, 4, 19)]], tolerance=0).tolist() == [False]
+    with pytest.raises(ValueError, match="no boxes"):
+        metrics.pointing_game(saliency, [[(0, 0, 1, 1)], []])
+
+
+def test_energy_pointing_game_by_hand():
+    saliency = torch.ones(1, 10, 10)
+    assert metrics.energy_pointing_game(saliency, [[(0, 0, 4, 4)]]).tolist() == pytest.approx([0.25])
+    # overlapping boxes count once: 25 + 25 - 9 = 41 of 100
+    assert metrics.energy_pointing_game(saliency, [[(0, 0, 4, 4), (2, 2, 6, 6)]]).tolist() == pytest.approx([0.41])
+    weighted = torch.zeros(1, 10, 10)
+    weighted[0, 0, 0], weighted[0, 9, 9] = 3.0, 1.0
+    assert metrics.energy_pointing_game(weighted, [[(0, 0, 0, 0)]]).tolist() == pytest.approx([0.75])
+    assert np.isnan(metrics.energy_pointing_game(torch.zeros(1, 10, 10), [[(0, 0, 4, 4)]])[0])
