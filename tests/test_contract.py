@@ -310,10 +310,18 @@ def test_make_explainer_passes_only_the_options_that_apply(gap_net):
     smooth = make_explainer("SmoothGrad-CAM++", gap_net, "layer", smooth_samples=7, seed=11, max_channels=3)
     assert (smooth.n_samples, smooth.seed) == (7, 11)
     reading = make_explainer(
-        "Grad++ScoreCAM", gap_net, "layer", max_channels=4, method_options={"Grad++ScoreCAM": {"baseline": None}}
+        "Grad++ScoreCAM", gap_net, "layer", max_channels=4, overrides={"Grad++ScoreCAM": {"baseline": None}}
     )
     assert reading.options() == {"mask_source": "gradient", "perturb": "input", "baseline": None,
                                  "combine": "score", "max_channels": 4}  # fmt: skip
     assert type(make_explainer("CAM", gap_net, "layer", max_channels=4)).__name__ == "CAM"
     with pytest.raises(ValueError, match="unknown method 'GradCAM'; choose from 'CAM', 'Grad-CAM'"):
         make_explainer("GradCAM", gap_net, "layer")
+    assert make_explainer("Score-CAM", gap_net, "layer").batch_size == 32  # None keeps the class default
+
+
+def test_method_options_per_method():
+    from gradscorecam.explainers import method_options
+
+    options = method_options(["CAM", "Score-CAM", "SmoothGrad-CAM++"], max_channels=16, smooth_samples=4, seed=1)
+    assert options == {"Score-CAM": {"max_channels": 16}, "SmoothGrad-CAM++": {"n_samples": 4, "seed": 1}}

@@ -55,7 +55,7 @@ def compare_methods(
     """Explain ``images`` with each of ``methods`` (display names of :data:`METHODS`).
 
     ``explainer_options`` go to :func:`~gradscorecam.explainers.make_explainer` (batch_size, max_channels,
-    smooth_samples, seed, method_options). A method that is not defined for the model (CAM without a
+    smooth_samples, seed, overrides). A method that is not defined for the model (CAM without a
     global-average-pooling head) gets its reason instead of a map; every other error propagates.
     """
     with model_state_guard(model), torch.no_grad():

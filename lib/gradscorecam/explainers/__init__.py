@@ -5,7 +5,7 @@ from .cam import CAM
 from .gradient import GradCAM, GradCAMPlusPlus, gradcampp_pixel_weights
 from .gradpp_scorecam import GradPlusPlusScoreCAM
 from .layers import feature_layers, resolve_target_layer
-from .registry import METHODS, make_explainer
+from .registry import METHODS, make_explainer, method_options
 from .scorecam import ScoreCAM
 from .smoothgrad import SmoothGradCAMPlusPlus
 
@@ -22,5 +22,6 @@ __all__ = [
     "feature_layers",
     "gradcampp_pixel_weights",
     "make_explainer",
+    "method_options",
     "resolve_target_layer",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -34,28 +34,58 @@ _ACCEPTS: dict[str, tuple[str, ...]] = {
 _RENAMED = {"smooth_samples": "n_samples"}
 
 
+def method_options(
+    methods: Sequence[str] = tuple(METHODS),
+    *,
+    batch_size: int | None = None,
+    max_channels: int | None = None,
+    smooth_samples: int | None = None,
+    seed: int | None = None,
+    progress: Any = None,
+) -> dict[str, dict[str, Any]]:
+    """Per method, the keyword arguments its class takes among these common options (``None``: not given).
+
+    ``batch_size`` and ``max_channels`` go to the score-based methods, ``smooth_samples`` (as ``n_samples``)
+    and ``seed`` to SmoothGrad-CAM++. The result is what :func:`gradscorecam.evaluate` takes as
+    ``explainer_options``.
+    """
+    given = {"batch_size": batch_size, "max_channels": max_channels, "smooth_samples": smooth_samples,
+             "seed": seed, "progress": progress}  # fmt: skip
+    options = {}
+    for method in methods:
+        _check_method(method)
+        kwargs = {_RENAMED.get(k, k): given[k] for k in _ACCEPTS.get(method, ()) if given[k] is not None}
+        if kwargs:
+            options[method] = kwargs
+    return options
+
+
 def make_explainer(
     method: str,
     model: nn.Module,
     target_layer: LayerSpec,
     *,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     max_channels: int | None = None,
-    smooth_samples: int = 25,
-    seed: int | None = 0,
-    progress: Any = False,
-    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    smooth_samples: int | None = None,
+    seed: int | None = None,
+    progress: Any = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> BaseCAM:
     """Build the explainer ``method`` (a key of :data:`METHODS`) with the common options that apply to it.
 
-    ``batch_size`` and ``max_channels`` go to the score-based methods, ``smooth_samples`` (n) and ``seed`` to
-    SmoothGrad-CAM++; ``method_options`` adds per-method keyword arguments, e.g.
-    ``{"Grad++ScoreCAM": {"mask_source": "activation"}}``.
+    Options left at ``None`` keep the class's defaults (see :func:`method_options`); ``overrides`` adds
+    per-method keyword arguments, e.g. ``{"Grad++ScoreCAM": {"mask_source": "activation"}}``.
     """
+    _check_method(method)
+    common = method_options(
+        [method], batch_size=batch_size, max_channels=max_channels, smooth_samples=smooth_samples, seed=seed,
+        progress=progress,
+    )  # fmt: skip
+    kwargs = {**common.get(method, {}), **(overrides or {}).get(method, {})}
+    return METHODS[method](model, target_layer, **kwargs)
+
+
+def _check_method(method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(map(repr, METHODS))}")
-    common = {"batch_size": batch_size, "max_channels": max_channels, "smooth_samples": smooth_samples,
-              "seed": seed, "progress": progress}  # fmt: skip
-    kwargs = {_RENAMED.get(k, k): common[k] for k in _ACCEPTS.get(method, ())}
-    kwargs.update((method_options or {}).get(method, {}))
-    return METHODS[method](model, target_layer, **kwargs)
