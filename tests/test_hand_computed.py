@@ -164,3 +164,12 @@ def test_smoothgrad_seed_makes_it_deterministic(gap_net, images):
 def test_smoothgrad_rejects_bad_sample_count(gap_net, bad):
     with pytest.raises(ValueError, match="n_samples"):
         SmoothGradCAMPlusPlus(gap_net, "layer", n_samples=bad)
+
+
+def test_smoothgrad_equals_gradcampp_before_gap_linear(gap_net, images):
+    # dY/dA = W_c / (h w) right before global average pooling + linear: no input dependence, so the noisy
+    # copies all have the clean gradient (documented in SmoothGradCAMPlusPlus).
+    smooth = SmoothGradCAMPlusPlus(gap_net, "layer", n_samples=4, noise_level=0.5)(images)
+    assert torch.allclose(smooth, GradCAMPlusPlus(gap_net, "layer")(images), atol=1e-6)
+    inner_smooth = SmoothGradCAMPlusPlus(gap_net, "block", n_samples=4, noise_level=0.5)(images)
+    assert not torch.allclose(inner_smooth, GradCAMPlusPlus(gap_net, "block")(images), atol=1e-3)

@@ -23,7 +23,13 @@ class SmoothGradCAMPlusPlus(BaseCAM):
         w_k = \sum_{ij} a^k_{ij}\,\mathrm{ReLU}(D^k_{1,ij}), \qquad L = \mathrm{ReLU}\Big(\sum_k w_k A^k\Big)
 
     where G = dY^c/dA is taken on each noisy copy for the class c explained on the clean image, and A is
-    the clean image's activation.
+    the clean image's activation (as torchcam does).
+
+    Consequence worth knowing: at a layer followed directly by global average pooling and one linear layer
+    (ResNet ``layer4``, MobileNetV2's last block), dY^c/dA = W_c / (hw) does not depend on the input, so
+    the noise changes nothing and SmoothGrad-CAM++ equals Grad-CAM++ exactly. It differs where more
+    network follows the layer (VGG16 ``features.29``, AlexNet, inner layers). Implementations that average
+    the maps of the noisy copies instead (Kawai's) use the noisy activations too; that is another method.
 
     Defaults: the paper fixes neither n nor σ in its text. σ follows SmoothGrad (Smilkov et al.,
     arXiv:1706.03825, Sec. 3), which sets it relative to the input range, σ = noise_level · (max X − min X),
