@@ -53,6 +53,7 @@ def test_grid_layout_text_cell_and_mark(tmp_path):
     plt.close(fig)
     assert [p.name for p in written] == ["figure2_test.png", "figure2_test.pdf"]
     assert Image.open(written[0]).size[0] > Image.open(written[0]).size[1]  # 3 columns wider than 2 rows
+    assert Image.open(written[0]).text["Description"] == "grid 2x3"
 
 
 def test_no_mark_without_random_weights():

@@ -100,7 +100,9 @@ def method_grid(
     axes[0, 0].set_title("input", fontsize=9)
     for c, method in enumerate(methods, start=1):
         axes[0, c].set_title(method, fontsize=9)
-    fig.subplots_adjust(left=0.06, right=0.9, top=0.93 if title else 0.96, bottom=0.04, wspace=0.05, hspace=0.12)
+    height = fig.get_size_inches()[1]
+    top = 1 - (0.75 if title else 0.35) / height  # room for the column titles (and the figure title) in inches
+    fig.subplots_adjust(left=0.06, right=0.9, top=top, bottom=0.04, wspace=0.05, hspace=0.12)
     if artist is not None:
         cax = fig.add_axes((0.915, 0.1, 0.015, 0.8))
         fig.colorbar(artist, cax=cax, label="saliency")
@@ -108,6 +110,7 @@ def method_grid(
         fig.suptitle(title, fontsize=10)
     if random_weights:
         mark_random_weights(fig)
+    fig.set_label(f"grid {rows}x{cols}" + (f": {title}" if title else ""))  # saved as the PNG's description
     return fig
 
 
@@ -121,12 +124,14 @@ def save_figure(fig: Figure, path: str | Path, formats: Sequence[str] = ("png", 
     """Save ``fig`` as ``path`` with each suffix in ``formats``; returns the written paths.
 
     Figures are derived from results and are regenerated on every run, so existing files are replaced.
+    The figure's label (e.g. "grid 4x7: ..." for :func:`method_grid`) is written as the PNG's description.
     """
     stem = Path(path).with_suffix("")
     stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in formats:
         target = stem.with_suffix(f".{fmt}")
-        fig.savefig(target, dpi=dpi, bbox_inches="tight")
+        metadata = {"Description": fig.get_label()} if fmt == "png" and fig.get_label() else None
+        fig.savefig(target, dpi=dpi, bbox_inches="tight", metadata=metadata)
         written.append(target)
     return written
