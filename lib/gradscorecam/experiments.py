@@ -1,0 +1,296 @@
+"""The paper's experiments as functions, so that the notebooks stay thin.
+
+* :func:`method_figure`: Figures 2–4, one row per image, the input and each method's map.
+* :func:`multi_object_figure`: Figure 5, images with several objects of the explained class, their boxes
+  drawn, and how many of the objects each map reaches.
+* :func:`faithfulness_table`: Table 1 next to the paper's numbers.
+
+Every function returns the table of what was computed, with how it was obtained (model, weights, layer,
+images, device), so that a notebook can print it under the figure.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from .comparison import MethodComparison, compare_methods, resolve_device, row_titles
+from .datasets import ImageRecord, builtin_images, imagenet_folder, labels_csv, load_batch, sample, two_cats_composite
+from .explainers import METHODS
+from .metrics.localization import box_mask
+from .models import ModelSpec, load_model
+from .plotting import method_grid, to_display_image
+
+Box = tuple[int, int, int, int]
+
+
+# ------------------------------------------------------------------------------------------ sources
+def open_model(model: str, model_file: str | None = None, weights: str | None = "DEFAULT", device: str = "auto") -> ModelSpec:
+    """The model of an experiment: ``model_file`` (a ``build_model()`` file) when given, else torchvision ``model``.
+
+    A model file brings its own weights, so ``weights`` applies to torchvision networks only.
+    """
+    target = resolve_device(device)
+    if model_file:
+        return load_model(model_file, device=target)
+    return load_model(model, weights=weights, device=target)
+
+
+def open_image_source(source: str) -> list[ImageRecord]:
+    """``"builtin"`` (bundled photographs), a labels CSV file, or an ImageNet validation folder."""
+    if source == "builtin":
+        return builtin_images()
+    path = Path(source).expanduser()
+    if path.suffix.lower() == ".csv":
+        return labels_csv(path)
+    return imagenet_folder(path)
+
+
+def describe_source(source: str, records: Sequence[ImageRecord]) -> str:
+    where = "built-in photographs (scikit-image, matplotlib)" if source == "builtin" else str(source)
+    return f"{len(records)} image(s) from {where}"
+
+
+def figure_images(source: str, n: int, seed: int = 0) -> list[ImageRecord]:
+    """The images of Figures 2–4, the same for every network as in the paper.
+
+    The built-in photographs are taken in their fixed order (there are few); other sources are sampled
+    reproducibly with ``seed``.
+    """
+    if source == "builtin":
+        return builtin_images(include_composite=False)[:n]
+    return sample(open_image_source(source), n, seed)
+
+
+def multi_object_images(source: str, n: int, seed: int = 0, min_boxes: int = 2) -> list[ImageRecord]:
+    """Figure 5's images: ``min_boxes`` or more ground-truth boxes of the image's class, sampled with ``seed``.
+
+    Without ImageNet (``"builtin"``), or when the source has no such image (a labels CSV without boxes), the
+    bundled composite of two cats, whose boxes are known by construction; the latter with a warning that
+    says so.
+    """
+    if source != "builtin":
+        pool = [r for r in open_image_source(source) if len(r.boxes) >= min_boxes]
+        if pool:
+            return sample(pool, min(n, len(pool)), seed)
+        warnings.warn(
+            f"no image in {source} has {min_boxes} or more boxes of its class (Figure 5 needs boxes: an ImageNet "
+            "folder with LOC_val_solution.csv or XML annotations, or a labels CSV with box columns); using the "
+            "built-in two-cats composite instead.",
+            stacklevel=2,
+        )
+    return [two_cats_composite()]
+
+
+# ------------------------------------------------------------------------------------------ figures
+@dataclass
+class FigureResult:
+    """A figure, the comparison it shows, and a per-image table saying how it was obtained."""
+
+    figure: Figure
+    comparison: MethodComparison
+    table: pd.DataFrame
+
+
+def method_figure(
+    spec: ModelSpec,
+    records: Sequence[ImageRecord],
+    methods: Sequence[str] = tuple(METHODS),
+    *,
+    title: str | None = None,
+    boxes: bool = False,
+    **explainer_options: Any,
+) -> FigureResult:
+    """Figures 2–4: the input and each method's map for ``records``, explaining each image's top class."""
+    device = next(spec.model.parameters()).device
+    images, mapped_boxes = load_batch(records, spec.transform)
+    images = images.to(device)
+    comparison = compare_methods(spec.model, spec.target_layer, images, None, methods, **explainer_options)
+    display = [to_display_image(image, spec.mean, spec.std) for image in images]
+    drawn = [list(b or ()) for b in mapped_boxes] if boxes else None
+    figure = method_grid(
+        display, comparison.maps, row_titles=row_titles(comparison, spec.categories), boxes=drawn,
+        random_weights=spec.is_random, title=title,
+    )  # fmt: skip
+    return FigureResult(figure, comparison, _figure_table(spec, records, comparison, device))
+
+
+def multi_object_figure(
+    spec: ModelSpec,
+    records: Sequence[ImageRecord],
+    methods: Sequence[str] = tuple(METHODS),
+    *,
+    title: str | None = None,
+    threshold: float = 0.5,
+    tolerance: int = 15,
+    **explainer_options: Any,
+) -> FigureResult:
+    """Figure 5: maps for the labelled class of images with several objects, boxes drawn, objects reached.
+
+    Beyond the paper: under each map, how many of the image's objects it reaches (see :func:`objects_reached`).
+    """
+    device = next(spec.model.parameters()).device
+    images, mapped_boxes = load_batch(records, spec.transform)
+    images = images.to(device)
+    targets = [r.class_index for r in records]
+    comparison = compare_methods(spec.model, spec.target_layer, images, targets, methods, **explainer_options)
+    boxes = [list(b or ()) for b in mapped_boxes]
+    captions, reached = {}, {}
+    for method, maps in comparison.maps.items():
+        if isinstance(maps, str):
+            continue
+        reached[method] = [objects_reached(m, b, threshold, tolerance) for m, b in zip(maps, boxes)]
+        captions[method] = [f"reaches {sum(r)}/{len(r)}" if r else "no boxes" for r in reached[method]]
+    display = [to_display_image(image, spec.mean, spec.std) for image in images]
+    figure = method_grid(
+        display, comparison.maps, row_titles=row_titles(comparison, spec.categories), boxes=boxes,
+        captions=captions, random_weights=spec.is_random, title=title,
+    )  # fmt: skip
+    table = _figure_table(spec, records, comparison, device)
+    table["objects"] = [len(b) for b in boxes]
+    for method, per_image in reached.items():
+        table[f"reached: {method}"] = [sum(r) for r in per_image]
+    return FigureResult(figure, comparison, table)
+
+
+def objects_reached(saliency: torch.Tensor | np.ndarray, boxes: Sequence[Box], threshold: float = 0.5,
+                    tolerance: int = 15) -> list[bool]:  # fmt: skip
+    """Per box, whether the map reaches that object: its largest value within ``tolerance`` pixels of the box
+    is at least ``threshold`` of the map's maximum.
+
+    A pointing game per box (Zhang et al. 2018 count only the global maximum, so at most one object per
+    image): a map that points at two objects with similar strength reaches both.
+    """
+    values = saliency.detach().cpu().numpy() if isinstance(saliency, torch.Tensor) else np.asarray(saliency)
+    peak = float(values.max())
+    if peak <= 0:
+        return [False] * len(boxes)
+    height, width = values.shape
+    found = []
+    for x0, y0, x1, y1 in boxes:
+        grown = (max(x0 - tolerance, 0), max(y0 - tolerance, 0), min(x1 + tolerance, width - 1), min(y1 + tolerance, height - 1))
+        inside = box_mask((height, width), [grown])
+        found.append(bool(values[inside].max() >= threshold * peak) if inside.any() else False)
+    return found
+
+
+def _figure_table(spec: ModelSpec, records: Sequence[ImageRecord], comparison: MethodComparison,
+                  device: torch.device) -> pd.DataFrame:  # fmt: skip
+    rows = []
+    for record, target, probability in zip(records, comparison.targets, comparison.probabilities):
+        rows.append({
+            "image": record.image_id,
+            "label": spec.categories[record.class_index] if 0 <= record.class_index < len(spec.categories) else "?",
+            "explained class": spec.categories[int(target)],
+            "probability": round(float(probability), 4),
+        })  # fmt: skip
+    table = pd.DataFrame(rows)
+    for method, seconds in comparison.seconds.items():
+        table[f"s/img {method}"] = round(seconds, 3)
+    table.attrs["provenance"] = provenance(spec, device)
+    return table
+
+
+def provenance(spec: ModelSpec, device: torch.device | str, **extra: Any) -> str:
+    """One line saying how the numbers and maps were obtained."""
+    parts = [f"model {spec.name}", f"weights {spec.weights}", f"target layer {spec.target_layer}", f"device {device}"]
+    parts += [f"{key} {value}" for key, value in extra.items()]
+    text = "; ".join(parts)
+    return f"RANDOM WEIGHTS (pipeline check only): {text}" if spec.is_random else text
+
+
+# ------------------------------------------------------------------------------------------ Table 1
+def table_images(source: str, n: int, seed: int = 0) -> list[ImageRecord]:
+    """Table 1's images: ``n`` sampled with ``seed`` (all built-in photographs, which are fewer)."""
+    if source == "builtin":
+        return builtin_images(include_composite=False)[:n]
+    return sample(open_image_source(source), n, seed)
+
+
+def rows_for(results: pd.DataFrame, records: Sequence[ImageRecord]) -> pd.DataFrame:
+    """The rows of ``records`` only: a results file may hold more images from an earlier, larger run."""
+    ids = {r.image_id for r in records}
+    return results[results["image_id"].astype(str).isin(ids)].reset_index(drop=True)
+
+
+def load_paper_table(path: str | Path) -> pd.DataFrame:
+    """The paper's Table 1 (``data/paper_table1.csv``), indexed by method."""
+    return pd.read_csv(path).set_index("method")
+
+
+def faithfulness_table(summary: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Average Drop / Increase per method with their 95 % CIs, seconds per image, and the paper's numbers."""
+    table = pd.DataFrame(index=summary.index)
+    for name, label in (("average_drop", "Average Drop %"), ("average_increase", "Average Increase %")):
+        table[label] = summary[name].round(1)
+        table[f"{label} 95% CI"] = [f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(summary[f"{name}_low"], summary[f"{name}_high"])]
+        if paper is not None:
+            column = "average_drop" if name == "average_drop" else "average_increase"
+            table[f"{label} (paper)"] = [paper[column].get(m, float("nan")) for m in summary.index]
+    for name, label in (("deletion_auc", "Deletion AUC"), ("insertion_auc", "Insertion AUC")):
+        if name in summary:
+            table[label] = summary[name].round(3)
+    table["N"] = summary["average_drop_n"].astype(int)
+    table["s/image"] = summary["seconds_per_image"].round(2)
+    undefined = (table["N"] == 0) & (summary["notes"] > 0)
+    table["note"] = np.where(undefined, "not defined for this model (see the results' note column)", "")
+    return table
+
+
+def faithfulness_chart(summary: pd.DataFrame, paper: pd.DataFrame | None = None, title: str | None = None,
+                       random_weights: bool = False) -> Figure:  # fmt: skip
+    """Bars of Average Drop (lower is better) and Average Increase (higher is better): this run with its
+    95 % bootstrap intervals, next to the paper's numbers. Methods without a value (CAM on VGG16) have no bar."""
+    import textwrap
+
+    import seaborn as sns
+    from matplotlib import pyplot as plt
+
+    from .plotting import mark_random_weights
+
+    ours_colour, paper_colour = sns.color_palette("colorblind", 2)
+    methods = list(summary.index)
+    x = np.arange(len(methods))
+    width = 0.38 if paper is not None else 0.6
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    panels = (("average_drop", "Average Drop % (lower is better)"),
+              ("average_increase", "Average Increase % (higher is better)"))  # fmt: skip
+    for ax, (name, label) in zip(axes, panels):
+        values = summary[name].to_numpy(dtype=float)
+        errors = np.vstack([values - summary[f"{name}_low"], summary[f"{name}_high"] - values])
+        offset = -width / 2 if paper is not None else 0.0
+        ax.bar(x + offset, values, width, color=ours_colour, label="this run (95 % CI)")
+        ax.errorbar(x + offset, values, yerr=errors, fmt="none", ecolor="black", capsize=3)
+        if paper is not None:
+            reported = [paper[name].get(m, np.nan) for m in methods]
+            ax.bar(x + width / 2, reported, width, color=paper_colour, label="paper, Table 1")
+        ax.set_xticks(x, methods, rotation=30, ha="right")
+        ax.set_title(label, fontsize=10)
+        ax.set_ylabel("%")
+        ax.legend(fontsize=8)
+        sns.despine(ax=ax)
+    if title:
+        fig.suptitle("\n".join(textwrap.wrap(title, 130)), fontsize=9)
+    fig.tight_layout()
+    if random_weights:
+        mark_random_weights(fig)
+    return fig
+
+
+def export_table(table: pd.DataFrame, path: str | Path, caption: str = "") -> list[Path]:
+    """Write ``table`` as CSV, Markdown and LaTeX next to each other (``path`` without suffix); returns the paths."""
+    stem = Path(path).with_suffix("")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")]
+    table.to_csv(paths[0])
+    paths[1].write_text((f"{caption}\n\n" if caption else "") + table.to_markdown() + "\n")
+    paths[2].write_text(table.to_latex(caption=caption or None, float_format="%.2f", na_rep="--"))
+    return paths

@@ -1,0 +1,124 @@
+"""The functions behind the figure and table notebooks."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib import pyplot as plt
+from PIL import Image
+from torchvision import transforms
+
+from gradscorecam import GradCAM, experiments
+from gradscorecam.datasets import ImageRecord
+from gradscorecam.models import ModelSpec
+
+
+def test_objects_reached_by_hand():
+    saliency = np.zeros((100, 100))
+    saliency[10, 10] = 1.0  # peak inside box A
+    saliency[50, 80] = 0.6  # second object: at least half of the peak, inside box B
+    saliency[90, 5] = 0.4  # third: too weak
+    boxes = [(5, 5, 20, 20), (70, 40, 90, 60), (0, 85, 10, 99)]
+    assert experiments.objects_reached(saliency, boxes) == [True, True, False]
+    assert experiments.objects_reached(saliency, boxes, threshold=0.3) == [True, True, True]
+    # tolerance: a box 10 px from the peak is reached with the default 15 px, not with 5 px
+    near = [(21, 21, 30, 30)]
+    assert experiments.objects_reached(saliency, near) == [True]
+    assert experiments.objects_reached(saliency, near, tolerance=5) == [False]
+    assert experiments.objects_reached(np.zeros((10, 10)), [(0, 0, 5, 5)]) == [False]
+
+
+def test_figures_2_to_4_use_the_same_images():
+    first = experiments.figure_images("builtin", 4, seed=0)
+    assert [r.image_id for r in first] == [r.image_id for r in experiments.figure_images("builtin", 4, seed=1)]
+    assert len(first) == 4 and all(len(r.boxes) <= 1 for r in first)
+
+
+def test_multi_object_images_builtin_is_the_composite_with_two_boxes():
+    (record,) = experiments.multi_object_images("builtin", 3)
+    assert record.image_id == "two_cats" and len(record.boxes) == 2
+
+
+def test_multi_object_images_picks_only_images_with_two_boxes(tmp_path):
+    rows = ["file,class_index,x0,y0,x1,y1"]
+    for i, boxes in enumerate([1, 2, 3, 1]):
+        Image.new("RGB", (40, 40)).save(tmp_path / f"im{i}.png")
+        rows += [f"im{i}.png,5,{j},{j},{j + 10},{j + 10}" for j in range(boxes)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    chosen = experiments.multi_object_images(str(tmp_path / "labels.csv"), 5, seed=0)
+    assert sorted(r.image_id for r in chosen) == ["im1.png", "im2.png"]  # labels CSV ids are the file names
+    single = tmp_path / "single.csv"
+    single.write_text("file,class_index\nim0.png,5\n")
+    with pytest.warns(UserWarning, match="no image in .*single.csv has 2 or more boxes"):
+        (fallback,) = experiments.multi_object_images(str(single), 5)
+    assert fallback.image_id == "two_cats"
+
+
+def _tiny_spec(gap_net) -> ModelSpec:
+    return ModelSpec(
+        model=gap_net, transform=transforms.Compose([transforms.Resize((16, 16)), transforms.ToTensor()]),
+        target_layer="layer", categories=tuple(f"class {i}" for i in range(10)), mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0), name="tiny (test)", weights="random (test)",
+    )  # fmt: skip
+
+
+def test_method_figure_maps_and_table(gap_net, tmp_path):
+    records = []
+    for i in range(2):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray((np.random.default_rng(i).random((20, 20, 3)) * 255).astype("uint8")).save(path)
+        records.append(ImageRecord(f"img{i}", path, 3))
+    spec = _tiny_spec(gap_net)
+    result = experiments.method_figure(spec, records, ["CAM", "Grad-CAM"], title="test")
+    images = torch.stack([spec.transform(Image.open(r.path).convert("RGB")) for r in records])
+    assert torch.allclose(result.comparison.maps["Grad-CAM"], GradCAM(gap_net, "layer")(images))
+    assert list(result.table["image"]) == ["img0", "img1"]
+    assert list(result.table["label"]) == ["class 3", "class 3"]
+    assert result.table.attrs["provenance"].startswith("RANDOM WEIGHTS (pipeline check only): model tiny (test)")
+    assert result.figure.get_label() == "grid 2x3: test"
+    plt.close(result.figure)
+
+
+def _summary() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "average_drop": [10.0, math.nan], "average_drop_low": [8.0, math.nan], "average_drop_high": [12.5, math.nan],
+            "average_drop_n": [30, 0], "average_increase": [40.0, math.nan], "average_increase_low": [30.0, math.nan],
+            "average_increase_high": [50.0, math.nan], "average_increase_n": [30, 0],
+            "seconds_per_image": [1.234, math.nan], "notes": [0, 30],
+        },
+        index=pd.Index(["Grad-CAM", "CAM"], name="method"),
+    )  # fmt: skip
+
+
+def test_faithfulness_table_next_to_the_paper(tmp_path):
+    paper = experiments.load_paper_table("data/paper_table1.csv")
+    table = experiments.faithfulness_table(_summary(), paper)
+    assert table.loc["Grad-CAM", "Average Drop %"] == 10.0
+    assert table.loc["Grad-CAM", "Average Drop % 95% CI"] == "[8.0, 12.5]"
+    assert table.loc["Grad-CAM", "Average Drop % (paper)"] == 47.8
+    assert table.loc["Grad-CAM", "Average Increase % (paper)"] == 19.6
+    assert table.loc["CAM", "note"].startswith("not defined for this model")
+    assert table.loc["Grad-CAM", "s/image"] == 1.23
+    paths = experiments.export_table(table, tmp_path / "table1_test", caption="Table 1 (test)")
+    assert [p.suffix for p in paths] == [".csv", ".md", ".tex"]
+    assert pd.read_csv(paths[0], index_col=0).loc["Grad-CAM", "Average Drop % (paper)"] == 47.8
+    assert "| Grad-CAM " in paths[1].read_text() and paths[1].read_text().startswith("Table 1 (test)")
+    assert "\\caption{Table 1 (test)}" in paths[2].read_text()
+    chart = experiments.faithfulness_chart(_summary(), paper, title="t", random_weights=True)
+    assert len(chart.axes) == 2
+    plt.close(chart)
+
+
+def test_rows_for_keeps_only_the_current_images():
+    results = pd.DataFrame({"image_id": ["a", "b", "c"], "method": ["Grad-CAM"] * 3})
+    records = [ImageRecord("a", None, 0), ImageRecord("c", None, 0)]  # type: ignore[arg-type]
+    assert list(experiments.rows_for(results, records)["image_id"]) == ["a", "c"]
