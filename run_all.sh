@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# Reproduce the paper's figures and Table 1 by running the notebooks in order with papermill.
+# Reproduce the paper's Figures 2-5 and Table 1: run the notebooks in order with papermill.
+# Works on a fresh machine: creates .venv if no environment is active (as run_tests.sh does), installs the
+# project, then runs `python -m gradscorecam.pipeline run` with the arguments given here, e.g.
 #
-# Not yet available: the notebooks come with a later issue ("Ordered notebooks that reproduce
-# Figures 2-5 and Table 1"). Until then this script says so and exits with status 2, so that no one
-# mistakes an empty run for a reproduction. The library and its tests are ready: ./run_tests.sh
+#   ./run_all.sh                                  # profile "sample": pretrained weights, built-in photographs
+#   ./run_all.sh --profile smoke                  # random weights, 2 images: a pipeline check (minutes, CPU)
+#   ./run_all.sh --profile paper --imagenet-val /data/ILSVRC2012/val --device cuda
+#   ./run_all.sh --model-file my_model.py --images my_images/labels.csv
+#   ./run_all.sh merge results/paper/table1_shard*.csv --output results/paper/table1_merged.csv
+#
+# ./run_all.sh --help lists every option.
 set -euo pipefail
-echo "run_all.sh: the notebooks that reproduce Figures 2-5 and Table 1 are not written yet." >&2
-echo "            The explainer library is ready and tested: run ./run_tests.sh" >&2
-exit 2
+cd "$(dirname "$0")"
+source scripts/ensure_env.sh
+case "${1:-}" in
+    merge|run) exec python -m gradscorecam.pipeline "$@" ;;
+    -h|--help) exec python -m gradscorecam.pipeline run --help ;;
+    *) exec python -m gradscorecam.pipeline run "$@" ;;
+esac

@@ -1,0 +1,267 @@
+"""Run the compendium's notebooks in order with papermill: the engine behind ``run_all.sh``.
+
+``python -m gradscorecam.pipeline run --profile sample`` executes every ``notebooks/NN_*.ipynb`` in order,
+injecting the profile's parameters (only those a notebook declares in its ``parameters`` cell), writes the
+executed copies to ``<out>/executed/``, stops at the first failure with the notebook, the failing cell's
+error and the path of the executed copy, and ends with what each notebook produced and how long it took.
+
+Profiles:
+
+* ``smoke``: random weights, 2 built-in images, small channel budget, few noise samples. A pipeline check
+  for CI: every figure and table it makes is stamped "random weights — pipeline check only".
+* ``sample`` (default): pretrained torchvision weights (downloaded once by torchvision), the built-in
+  photographs, Table 1 on them (not the paper's protocol, and the notebook says so).
+* ``paper``: the paper's protocol: an ImageNet validation folder (``--imagenet-val`` or ``IMAGENET_VAL``),
+  N = 1000 random images with a fixed seed, GPU when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+KERNEL_NAME = "gradscorecam"
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "weights": None,
+        "image_source": "builtin",
+        "n_images": 2,
+        "n_figure_images": 2,
+        "n_multi_images": 1,
+        "max_channels": 16,
+        "smooth_samples": 4,
+        "deletion_steps": 8,
+        "device": "cpu",
+    },
+    "sample": {
+        "weights": "DEFAULT",
+        "image_source": "builtin",
+        "n_images": 1000,  # all built-in photographs (fewer than 1000)
+        "n_figure_images": 4,
+        "n_multi_images": 3,
+        "max_channels": None,
+        "smooth_samples": 25,
+        "deletion_steps": 50,
+        "device": "auto",
+    },
+    "paper": {
+        "weights": "DEFAULT",
+        "image_source": "imagenet",
+        "n_images": 1000,
+        "n_figure_images": 4,
+        "n_multi_images": 3,
+        "max_channels": None,
+        "smooth_samples": 25,
+        "deletion_steps": 50,
+        "device": "auto",
+    },
+}
+
+
+class PipelineError(RuntimeError):
+    """A notebook failed or the run was misconfigured; the message says which and where to look."""
+
+
+@dataclass
+class NotebookRun:
+    notebook: Path
+    executed: Path
+    seconds: float
+    produced: list[Path]
+
+
+def discover_notebooks(selection: Sequence[str] | None = None, folder: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The numbered notebooks in run order; ``selection`` picks by number ("01") or name fragment ("table1")."""
+    notebooks = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if not selection:
+        return notebooks
+    chosen = [nb for nb in notebooks if any(nb.name.startswith(s) or s in nb.stem for s in selection)]
+    missing = [s for s in selection if not any(nb.name.startswith(s) or s in nb.stem for nb in notebooks)]
+    if missing:
+        names = ", ".join(nb.name for nb in notebooks)
+        raise PipelineError(f"no notebook matches {', '.join(map(repr, missing))}; available: {names}")
+    return chosen
+
+
+def profile_parameters(profile: str, overrides: dict[str, Any], out_dir: Path, figures_dir: Path) -> dict[str, Any]:
+    """The parameters every notebook may take: the profile's values, then the command line's overrides."""
+    if profile not in PROFILES:
+        raise PipelineError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    params = {"profile": profile, **PROFILES[profile]}
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    if params["image_source"] == "imagenet":
+        root = params.get("imagenet_val") or os.environ.get("IMAGENET_VAL")
+        if not root:
+            raise PipelineError(
+                "the paper profile needs your ILSVRC2012 validation folder: pass --imagenet-val /path/to/val or set "
+                "IMAGENET_VAL (flat ILSVRC2012_val_*.JPEG with LOC_val_solution.csv, or one sub-folder per WordNet id)."
+            )
+        params["image_source"] = str(Path(root).expanduser().resolve())
+    for key in ("model_file", "image_source"):
+        value = params.get(key)
+        if value and value not in ("builtin",) and not Path(value).exists():
+            raise PipelineError(f"--{key.replace('_', '-')} {value}: no such file or folder")
+        if value and value != "builtin":
+            params[key] = str(Path(value).expanduser().resolve())
+    params["output_dir"] = str(out_dir.resolve())
+    params["figures_dir"] = str(figures_dir.resolve())
+    return params
+
+
+def ensure_kernel() -> str:
+    """Register this interpreter as a Jupyter kernel inside its own environment, so papermill runs the
+    notebooks with the Python that has the project installed (not whatever "python3" kernel a user has)."""
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=KERNEL_NAME, display_name="Python (gradscorecam)", prefix=sys.prefix)
+    return KERNEL_NAME
+
+
+def declared_parameters(notebook: Path) -> set[str]:
+    """Names assigned at the top level of the notebook's cell tagged ``parameters``."""
+    import nbformat
+
+    cells = nbformat.read(notebook, as_version=4).cells
+    names: set[str] = set()
+    for cell in cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            names |= set(re.findall(r"^([A-Za-z_]\w*)\s*(?::[^=]+)?=(?!=)", cell.source, flags=re.MULTILINE))
+    return names
+
+
+def run_notebooks(
+    notebooks: Sequence[Path],
+    params: dict[str, Any],
+    out_dir: Path,
+    *,
+    kernel_name: str | None = None,
+    log_output: bool = False,
+) -> list[NotebookRun]:
+    """Execute ``notebooks`` in order; raise :class:`PipelineError` at the first failure."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    executed_dir = out_dir / "executed"
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    watched = [Path(params["output_dir"]), Path(params["figures_dir"])]
+    runs: list[NotebookRun] = []
+    for notebook in notebooks:
+        executed = executed_dir / notebook.name
+        declared = declared_parameters(notebook)
+        injected = {k: v for k, v in params.items() if k in declared}
+        before = _snapshot(watched)
+        print(f"==> {notebook.name}", flush=True)
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(notebook), str(executed), parameters=injected, kernel_name=kernel_name,
+                cwd=str(notebook.parent), progress_bar=False, log_output=log_output,
+            )  # fmt: skip
+        except PapermillExecutionError as error:
+            raise PipelineError(
+                f"{notebook.name} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
+                f"    executed copy with the full traceback: {executed}"
+            ) from None
+        seconds = time.perf_counter() - start
+        produced = sorted(p for p, t in _snapshot(watched).items() if before.get(p) != t and "executed" not in p.parts)
+        runs.append(NotebookRun(notebook, executed, seconds, produced))
+        print(f"    done in {seconds:.0f} s, {len(produced)} file(s) written", flush=True)
+    return runs
+
+
+def _snapshot(folders: Sequence[Path]) -> dict[Path, int]:
+    """Files under ``folders`` with their modification times, so that rewritten files count as produced."""
+    return {
+        p: p.stat().st_mtime_ns for folder in folders if folder.exists() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def report(runs: Sequence[NotebookRun], params: dict[str, Any]) -> str:
+    """The end-of-run summary: time per notebook and the files each produced."""
+    lines = [f"Profile {params['profile']!r}: {len(runs)} notebook(s) in {sum(r.seconds for r in runs):.0f} s"]
+    for run in runs:
+        lines.append(f"  {run.notebook.name:<40} {run.seconds:7.0f} s   executed copy: {run.executed}")
+        lines.extend(f"      {p}" for p in run.produced)
+    if params.get("weights") is None:
+        lines.append("  Made with RANDOM WEIGHTS: a pipeline check only, not a result.")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run_all.sh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute the notebooks in order")
+    run.add_argument("--profile", default="sample", choices=sorted(PROFILES))
+    run.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: the profile's)")
+    run.add_argument("--notebooks", nargs="+", metavar="NB", help="run only these, by number or name part (e.g. 01 table1)")
+    run.add_argument("--model-file", help="a Python file whose build_model() returns the model to explain instead of the torchvision networks")
+    run.add_argument("--images", dest="image_source", help="a labels CSV or an ImageNet validation folder to take the images from")
+    run.add_argument("--imagenet-val", help="ILSVRC2012 validation folder (paper profile; or set IMAGENET_VAL)")
+    run.add_argument("--n-images", type=int, help="number of images for Table 1 (default: the profile's)")
+    run.add_argument("--seed", type=int, help="seed of the random image sample (default 0)")
+    run.add_argument("--batch-size", type=int, help="masked inputs per forward pass of the score-based methods")
+    run.add_argument("--shard-index", type=int, help="Table 1: which shard of the images this job runs (0-based)")
+    run.add_argument("--num-shards", type=int, help="Table 1: how many shards the images are split into")
+    run.add_argument("--out", type=Path, help="results folder (default results/<profile>)")
+    run.add_argument("--figures", type=Path, help="figures folder (default figures/<profile>)")
+    run.add_argument("--log-output", action="store_true", help="stream the notebooks' output to the terminal")
+    merge = sub.add_parser("merge", help="combine the Table 1 shards of a sharded run into one results file")
+    merge.add_argument("shards", nargs="+", type=Path, help="the shards' results files (CSV)")
+    merge.add_argument("--output", type=Path, required=True, help="where to write the merged CSV")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "merge":
+        return _merge(args.shards, args.output)
+    out_dir = args.out or REPO_ROOT / "results" / args.profile
+    figures_dir = args.figures or REPO_ROOT / "figures" / args.profile
+    overrides = {
+        key: getattr(args, key)
+        for key in ("device", "model_file", "image_source", "imagenet_val", "n_images", "seed", "batch_size",
+                    "shard_index", "num_shards")  # fmt: skip
+    }
+    try:
+        params = profile_parameters(args.profile, overrides, out_dir, figures_dir)
+        notebooks = discover_notebooks(args.notebooks)
+        if not notebooks:
+            raise PipelineError(f"no notebooks found in {NOTEBOOK_DIR}")
+        # The kernels import this checkout's library, whatever else is installed.
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "lib"), os.environ.get("PYTHONPATH")]))
+        print(f"Running {len(notebooks)} notebook(s), profile {args.profile!r}, parameters:")
+        print(json.dumps(params, indent=2, default=str))
+        runs = run_notebooks(notebooks, params, out_dir, kernel_name=ensure_kernel(), log_output=args.log_output)
+    except PipelineError as error:
+        print(f"\nrun_all.sh: FAILED: {error}", file=sys.stderr)
+        return 1
+    print("\n" + report(runs, params))
+    return 0
+
+
+def _merge(shards: Sequence[Path], output: Path) -> int:
+    from .runner import merge_results
+
+    if output.exists():
+        print(f"run_all.sh merge: {output} exists; choose another --output or remove it first", file=sys.stderr)
+        return 1
+    merged = merge_results(shards)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    merged.to_csv(output, index=False)
+    print(f"merged {len(shards)} shard(s), {len(merged)} rows -> {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""run_all.sh's engine: profiles, notebook discovery, failures, and the whole smoke pipeline through papermill."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+from PIL import Image
+
+from gradscorecam import pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+EXPECTED_GRIDS = {
+    "figure2_resnet50.png": "grid 2x7",
+    "figure3_vgg16.png": "grid 2x7",
+    "figure4_alexnet.png": "grid 2x7",
+    "figure5_multi_object_alexnet.png": "grid 1x7",
+}
+
+
+def test_notebooks_are_numbered_and_committed_without_outputs():
+    names = [nb.name for nb in NOTEBOOKS]
+    assert names[:5] == [
+        "01_figure2_resnet50.ipynb", "02_figure3_vgg16.ipynb", "03_figure4_alexnet.ipynb",
+        "04_figure5_multi_object.ipynb", "05_table1_faithfulness.ipynb",
+    ]  # fmt: skip
+    assert names[-1].endswith("_explorer.ipynb")
+    for notebook in NOTEBOOKS:
+        cells = nbformat.read(notebook, as_version=4).cells
+        assert cells[0].cell_type == "markdown" and "How long" in cells[0].source or "explorer" in notebook.name
+        for cell in cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, notebook.name
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_notebook_declares_the_profile_parameters(notebook):
+    declared = pipeline.declared_parameters(notebook)
+    assert {"profile", "model_file", "weights", "device", "image_source"} <= declared
+    if "explorer" not in notebook.name:
+        assert {"seed", "methods", "batch_size", "max_channels", "figures_dir", "output_dir"} <= declared
+
+
+def test_declared_parameters_reads_names_not_comments(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell('a = 1  # b = 2; c = 3\nn: int = 5\nflag == 1\n  indented = 0\n')
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell("later = 1")]
+    path = tmp_path / "p.ipynb"
+    nbformat.write(nb, path)
+    assert pipeline.declared_parameters(path) == {"a", "n"}
+
+
+def test_profiles(tmp_path, monkeypatch):
+    smoke = pipeline.profile_parameters("smoke", {}, tmp_path / "out", tmp_path / "fig")
+    assert smoke["weights"] is None and smoke["n_images"] == 2 and smoke["max_channels"] == 16
+    assert smoke["output_dir"] == str((tmp_path / "out").resolve())
+    sample = pipeline.profile_parameters("sample", {"device": "cpu", "seed": None}, tmp_path, tmp_path)
+    assert sample["weights"] == "DEFAULT" and sample["device"] == "cpu" and "seed" not in sample
+    monkeypatch.delenv("IMAGENET_VAL", raising=False)
+    with pytest.raises(pipeline.PipelineError, match="--imagenet-val /path/to/val or set IMAGENET_VAL"):
+        pipeline.profile_parameters("paper", {}, tmp_path, tmp_path)
+    monkeypatch.setenv("IMAGENET_VAL", str(tmp_path))
+    assert pipeline.profile_parameters("paper", {}, tmp_path, tmp_path)["image_source"] == str(tmp_path.resolve())
+    with pytest.raises(pipeline.PipelineError, match="--model-file .*nope.py: no such file"):
+        pipeline.profile_parameters("smoke", {"model_file": str(tmp_path / "nope.py")}, tmp_path, tmp_path)
+    with pytest.raises(pipeline.PipelineError, match="unknown profile 'fast'"):
+        pipeline.profile_parameters("fast", {}, tmp_path, tmp_path)
+
+
+def test_discover_notebooks_selection():
+    assert [p.name for p in pipeline.discover_notebooks(["05"])] == ["05_table1_faithfulness.ipynb"]
+    assert [p.name for p in pipeline.discover_notebooks(["figure2", "table1"])] == [
+        "01_figure2_resnet50.ipynb", "05_table1_faithfulness.ipynb"]  # fmt: skip
+    with pytest.raises(pipeline.PipelineError, match="no notebook matches 'figure9'; available: 01_figure2"):
+        pipeline.discover_notebooks(["figure9"])
+
+
+def test_a_failing_notebook_is_named_with_its_error_and_executed_copy(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('broken on purpose')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nbformat.write(nb, folder / "01_broken.ipynb")
+    params = pipeline.profile_parameters("smoke", {}, tmp_path / "out", tmp_path / "fig")
+    with pytest.raises(pipeline.PipelineError) as error:
+        pipeline.run_notebooks([folder / "01_broken.ipynb"], params, tmp_path / "out", kernel_name=pipeline.ensure_kernel())
+    message = str(error.value)
+    assert "01_broken.ipynb failed in cell 2: ValueError: broken on purpose" in message
+    assert str(tmp_path / "out" / "executed" / "01_broken.ipynb") in message
+    assert (tmp_path / "out" / "executed" / "01_broken.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_smoke_profile_runs_every_notebook(tmp_path):
+    """The whole pipeline, as ./run_all.sh --profile smoke runs it (random weights, 2 images, 16 channels)."""
+    out, figures = tmp_path / "results", tmp_path / "figures"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "lib")}
+    command = [sys.executable, "-m", "gradscorecam.pipeline", "run", "--profile", "smoke", "--out", str(out),
+               "--figures", str(figures)]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Made with RANDOM WEIGHTS" in done.stdout
+
+    for notebook in NOTEBOOKS:
+        assert (out / "executed" / notebook.name).exists()
+    for name, grid in EXPECTED_GRIDS.items():
+        png = Image.open(figures / name)
+        assert png.text["Description"].startswith(grid), name
+        assert (figures / name).with_suffix(".pdf").stat().st_size > 0
+    table = pd.read_csv(figures / "table1_vgg16.csv", index_col=0)
+    assert list(table.index) == ["CAM", "Grad-CAM", "Grad-CAM++", "Score-CAM", "SmoothGrad-CAM++", "Grad++ScoreCAM"]
+    defined = table.drop(index="CAM")
+    assert defined["Average Drop %"].between(0, 100).all() and defined["Average Increase %"].between(0, 100).all()
+    assert (defined["N"] == 2).all()
+    assert table.loc["CAM", "note"].startswith("not defined")  # VGG16 has no global-average-pooling head
+    assert "RANDOM WEIGHTS" in (figures / "table1_vgg16.md").read_text()
+    assert (figures / "table1_vgg16.tex").exists() and (figures / "table1_vgg16_chart.png").exists()
+    results = pd.read_csv(out / "table1_vgg16.csv")
+    assert len(results) == 12 and results["weights"].str.startswith("random").all()
