@@ -26,9 +26,9 @@ EXPECTED_GRIDS = {
 
 def test_notebooks_are_numbered_and_committed_without_outputs():
     names = [nb.name for nb in NOTEBOOKS]
-    assert names[:5] == [
+    assert names[:6] == [
         "01_figure2_resnet50.ipynb", "02_figure3_vgg16.ipynb", "03_figure4_alexnet.ipynb",
-        "04_figure5_multi_object.ipynb", "05_table1_faithfulness.ipynb",
+        "04_figure5_multi_object.ipynb", "05_table1_faithfulness.ipynb", "06_ablation.ipynb",
     ]  # fmt: skip
     assert names[-1].endswith("_explorer.ipynb")
     for notebook in NOTEBOOKS:
@@ -44,7 +44,7 @@ def test_every_notebook_declares_the_profile_parameters(notebook):
     declared = pipeline.declared_parameters(notebook)
     assert {"profile", "model_file", "weights", "device", "image_source"} <= declared
     if "explorer" not in notebook.name:
-        assert {"seed", "methods", "batch_size", "max_channels", "figures_dir", "output_dir"} <= declared
+        assert {"seed", "batch_size", "max_channels", "figures_dir", "output_dir"} <= declared
 
 
 def test_declared_parameters_reads_names_not_comments(tmp_path):
@@ -125,3 +125,11 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
     assert (figures / "table1_vgg16.tex").exists() and (figures / "table1_vgg16_chart.png").exists()
     results = pd.read_csv(out / "table1_vgg16.csv")
     assert len(results) == 12 and results["weights"].str.startswith("random").all()
+
+    ablation = pd.read_csv(figures / "ablation_alexnet.csv")
+    assert set(ablation["layer"]) == {"features.11", "features.9"}  # the usual layer and an inner one
+    ours = ablation[ablation["method"] == "Grad++ScoreCAM"]
+    assert len(ours) == 2 * 16 and (ours["max_channels"].astype(str) == "16").all()  # 16 readings, smoke budget
+    assert set(ablation["method"]) == {"Grad++ScoreCAM", "Grad-CAM++", "Score-CAM"}
+    assert ablation["average_drop"].between(0, 100).all() and (ablation["n_images"] == 2).all()
+    assert Image.open(figures / "ablation_alexnet_pareto.png").size[0] > 0

@@ -39,6 +39,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "n_images": 2,
         "n_figure_images": 2,
         "n_multi_images": 1,
+        "n_ablation_images": 2,
         "max_channels": 16,
         "smooth_samples": 4,
         "deletion_steps": 8,
@@ -50,6 +51,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "n_images": 1000,  # all built-in photographs (fewer than 1000)
         "n_figure_images": 4,
         "n_multi_images": 3,
+        "n_ablation_images": 50,
         "max_channels": None,
         "smooth_samples": 25,
         "deletion_steps": 50,
@@ -61,6 +63,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "n_images": 1000,
         "n_figure_images": 4,
         "n_multi_images": 3,
+        "n_ablation_images": 200,
         "max_channels": None,
         "smooth_samples": 25,
         "deletion_steps": 50,
@@ -190,9 +193,15 @@ def _snapshot(folders: Sequence[Path]) -> dict[Path, int]:
 def report(runs: Sequence[NotebookRun], params: dict[str, Any]) -> str:
     """The end-of-run summary: time per notebook and the files each produced."""
     lines = [f"Profile {params['profile']!r}: {len(runs)} notebook(s) in {sum(r.seconds for r in runs):.0f} s"]
+    results = Path(params["output_dir"])
     for run in runs:
         lines.append(f"  {run.notebook.name:<40} {run.seconds:7.0f} s   executed copy: {run.executed}")
-        lines.extend(f"      {p}" for p in run.produced)
+        # Files in sub-folders of the results folder (one per configuration, e.g. the ablation) are counted.
+        nested = [p for p in run.produced if p.is_relative_to(results) and len(p.relative_to(results).parts) > 1]
+        lines.extend(f"      {p}" for p in run.produced if p not in nested)
+        if nested:
+            folders = sorted({str(results / p.relative_to(results).parts[0]) for p in nested})
+            lines.append(f"      and {len(nested)} results files under {', '.join(folders)}")
     if params.get("weights") is None:
         lines.append("  Made with RANDOM WEIGHTS: a pipeline check only, not a result.")
     return "\n".join(lines)

@@ -1,0 +1,286 @@
+"""Which reading of Grad++ScoreCAM explains best? The ablation behind ``notebooks/06_ablation.ipynb``.
+
+The paper leaves four choices open (see :mod:`gradscorecam.explainers.gradpp_scorecam`): ``mask_source``,
+``perturb``, ``baseline`` and ``combine``, plus how many channels are scored (``max_channels``). This module
+evaluates every combination of the four at one channel budget, sweeps the budget for chosen readings, and
+compares with Grad-CAM++ and Score-CAM on the same images, all through the resumable runner
+(:func:`gradscorecam.evaluate`, one results file per configuration, so a long run can be stopped and resumed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .datasets import ImageRecord
+from .experiments import rows_for
+from .models import ModelSpec
+from .runner import evaluate
+from .summary import summarize
+
+#: The open choices of the paper and their values, the first being the library's default.
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "mask_source": ("gradient", "activation"),
+    "perturb": ("input", "feature"),
+    "baseline": ("zeros", None),
+    "combine": ("score", "score_x_grad"),
+}
+METHOD = "Grad++ScoreCAM"
+#: Per-image metrics the table reports, as (summary column, better when higher).
+QUALITY = {"average_drop": False, "average_increase": True, "deletion_auc": False, "insertion_auc": True}
+# A layer with spatial structure after it, per model family (at layers followed directly by global average
+# pooling and a linear layer, mask_source makes no difference).
+_INNER_LAYERS = {"alexnet": "features.9", "vgg16": "features.22", "resnet": "layer3", "mobilenet_v2": "blocks.13"}
+
+
+def readings() -> list[dict[str, Any]]:
+    """All 16 combinations of :data:`CHOICES`, the library's default first."""
+    return [dict(zip(CHOICES, values)) for values in itertools.product(*CHOICES.values())]
+
+
+def reading_label(reading: Mapping[str, Any]) -> str:
+    """Short label, e.g. ``gradient/input/zeros/score``."""
+    return "/".join(str(reading[key]) for key in CHOICES)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One Grad++ScoreCAM configuration: a reading and a channel budget (None: every channel)."""
+
+    reading: Mapping[str, Any] = field(hash=False)
+    max_channels: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{reading_label(self.reading)} @ {self.max_channels or 'all'}"
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9]+", "-", self.label).strip("-")
+
+    def options(self) -> dict[str, Any]:
+        return {**self.reading, "max_channels": self.max_channels}
+
+
+def default_layers(spec: ModelSpec) -> list[str]:
+    """The model's usual layer and, where one is known for its family, an inner layer."""
+    layers = [spec.target_layer]
+    modules = dict(spec.model.named_modules())
+    for prefix, layer in _INNER_LAYERS.items():
+        if spec.name.lower().startswith(prefix) and layer in modules and layer not in layers:
+            layers.append(layer)
+    return layers
+
+
+def ablation_configs(
+    budgets: Sequence[int | None], reading_budget: int | None, sweep: Sequence[Mapping[str, Any]] | None = None
+) -> list[Config]:
+    """Every reading at ``reading_budget``, and the budgets in ``budgets`` for the readings in ``sweep``
+    (default: the library's default reading). Duplicates are removed, order kept."""
+    configs = [Config(r, reading_budget) for r in readings()]
+    for reading in sweep if sweep is not None else readings()[:1]:
+        configs += [Config(dict(reading), budget) for budget in budgets]
+    unique: dict[tuple[str, int | None], Config] = {}
+    for config in configs:
+        unique.setdefault((reading_label(config.reading), config.max_channels), config)
+    return list(unique.values())
+
+
+def run_ablation(
+    spec: ModelSpec,
+    records: Sequence[ImageRecord],
+    configs: Sequence[Config],
+    out_dir: str | Path,
+    *,
+    layer: str,
+    baselines: Sequence[str] = ("Grad-CAM++", "Score-CAM"),
+    baseline_options: Mapping[str, Mapping[str, Any]] | None = None,
+    **evaluate_options: Any,
+) -> pd.DataFrame:
+    """Evaluate each configuration (and the baselines) on ``records`` at ``layer``; one summary row each.
+
+    ``evaluate_options`` go to :func:`gradscorecam.evaluate` (device, batch_size, deletion_steps, seed,
+    score, masking ...). Results files go to ``out_dir/<layer>/``; rerunning resumes them.
+    """
+    folder = Path(out_dir) / re.sub(r"[^A-Za-z0-9]+", "_", layer)
+    rows = []
+    for config in configs:
+        results = evaluate(
+            spec, records, [METHOD], folder / f"{config.slug}.csv", target_layer=layer,
+            explainer_options={METHOD: config.options()}, **evaluate_options,
+        )  # fmt: skip
+        rows.append(_summary_row(results, records, METHOD, layer, config.label, config.reading, config.max_channels))
+    if baselines:
+        options = {m: dict(o) for m, o in (baseline_options or {}).items() if m in baselines}
+        results = evaluate(
+            spec, records, list(baselines), folder / "baselines.csv", target_layer=layer, explainer_options=options,
+            **evaluate_options,
+        )  # fmt: skip
+        for method in baselines:
+            budget = options.get(method, {}).get("max_channels")
+            rows.append(_summary_row(results, records, method, layer, method, {}, budget))
+    return pd.DataFrame(rows)
+
+
+def _summary_row(results: pd.DataFrame, records: Sequence[ImageRecord], method: str, layer: str, label: str,
+                 reading: Mapping[str, Any], budget: int | None) -> dict[str, Any]:  # fmt: skip
+    summary = summarize(rows_for(results[results["method"] == method], records)).loc[method]
+    row: dict[str, Any] = {"layer": layer, "config": label, "method": method,
+                           **{key: reading.get(key, "") for key in CHOICES}, "max_channels": budget or "all"}  # fmt: skip
+    for name in (*QUALITY, "energy_pointing"):
+        if name in summary:
+            row.update({name: summary[name], f"{name}_low": summary[f"{name}_low"], f"{name}_high": summary[f"{name}_high"]})
+    row["n_images"] = int(summary["average_drop_n"])
+    row["seconds_per_image"] = summary["seconds_per_image"]
+    return row
+
+
+def pareto_front(table: pd.DataFrame, quality: str, higher_is_better: bool, cost: str = "seconds_per_image") -> pd.Series:
+    """True for the rows no other row beats on both ``quality`` and ``cost`` (lower cost is better)."""
+    q = table[quality].to_numpy(dtype=float) * (1 if higher_is_better else -1)
+    c = table[cost].to_numpy(dtype=float)
+    front = []
+    for i in range(len(table)):
+        dominated = np.any((q >= q[i]) & (c <= c[i]) & ((q > q[i]) | (c < c[i])))
+        front.append(bool(not dominated and np.isfinite(q[i]) and np.isfinite(c[i])))
+    return pd.Series(front, index=table.index)
+
+
+def rank_configs(table: pd.DataFrame, max_seconds: float | None = None) -> pd.DataFrame:
+    """Grad++ScoreCAM configurations ordered by their mean rank over the four faithfulness metrics.
+
+    Each metric ranks the configurations (1 = best: low Average Drop and Deletion AUC, high Average
+    Increase and Insertion AUC); ``mean_rank`` averages the four ranks. ``max_seconds`` keeps only
+    configurations at most that slow per image (the "sensible speed" of the choice).
+    """
+    ours = table[table["method"] == METHOD].copy()
+    if max_seconds is not None:
+        ours = ours[ours["seconds_per_image"] <= max_seconds]
+    ranks = [ours[name].rank(ascending=not higher) for name, higher in QUALITY.items() if name in ours]
+    ours["mean_rank"] = pd.concat(ranks, axis=1).mean(axis=1)
+    return ours.sort_values(["mean_rank", "seconds_per_image"])
+
+
+def claims(table: pd.DataFrame) -> pd.DataFrame:
+    """The paper's claims per Grad++ScoreCAM configuration and layer: lower Average Drop and higher Average
+    Increase than Grad-CAM++ and than Score-CAM, and faster than Score-CAM. "yes*" marks a difference whose
+    95 % intervals do not overlap."""
+    rows = []
+    for layer, part in table.groupby("layer", sort=False):
+        base = part.set_index("method")
+        for _, row in part[part["method"] == METHOD].iterrows():
+            entry = {"layer": layer, "config": row["config"]}
+            for other in ("Grad-CAM++", "Score-CAM"):
+                if other not in base.index:
+                    continue
+                ref = base.loc[other]
+                entry[f"AD < {other}"] = _verdict(row, ref, "average_drop", higher_is_better=False)
+                entry[f"AI > {other}"] = _verdict(row, ref, "average_increase", higher_is_better=True)
+            if "Score-CAM" in base.index:
+                entry["faster than Score-CAM"] = "yes" if row["seconds_per_image"] < base.loc["Score-CAM", "seconds_per_image"] else "no"
+            rows.append(entry)
+    return pd.DataFrame(rows)
+
+
+def _verdict(row: pd.Series, ref: pd.Series, name: str, higher_is_better: bool) -> str:
+    better = row[name] > ref[name] if higher_is_better else row[name] < ref[name]
+    if not better:
+        return "no"
+    apart = row[f"{name}_low"] > ref[f"{name}_high"] if higher_is_better else row[f"{name}_high"] < ref[f"{name}_low"]
+    return "yes*" if apart else "yes"
+
+
+def pareto_plot(table: pd.DataFrame, title: str | None = None, random_weights: bool = False) -> Figure:
+    """Faithfulness against seconds per image, one panel per metric and a row per layer; the Pareto front joined."""
+    from matplotlib import pyplot as plt
+
+    from .plotting import mark_random_weights
+
+    layers = list(dict.fromkeys(table["layer"]))
+    fig, axes = plt.subplots(len(layers), len(QUALITY), figsize=(4.2 * len(QUALITY), 3.6 * len(layers)), squeeze=False)
+    for r, layer in enumerate(layers):
+        part = table[table["layer"] == layer].reset_index(drop=True)
+        ours = part["method"] == METHOD
+        for c, (name, higher) in enumerate(QUALITY.items()):
+            ax = axes[r, c]
+            ax.scatter(part.loc[ours, "seconds_per_image"], part.loc[ours, name], s=18, color="tab:blue",
+                       label="Grad++ScoreCAM configurations")  # fmt: skip
+            for _, base in part[~ours].iterrows():
+                ax.scatter(base["seconds_per_image"], base[name], marker="*", s=140, label=base["method"],
+                           color=_BASELINE_COLOURS.get(base["method"], "tab:gray"), zorder=3)  # fmt: skip
+            front = part[ours & pareto_front(part.where(ours), name, higher)].sort_values("seconds_per_image")
+            ax.plot(front["seconds_per_image"], front[name], color="tab:blue", lw=1)
+            for _, point in front.iterrows():
+                ax.annotate(point["config"], (point["seconds_per_image"], point[name]), fontsize=6)
+            _log_axis(ax.xaxis)
+            ax.set_xlabel("seconds per image (log)")
+            ax.set_title(f"{name.replace('_', ' ')} ({'higher' if higher else 'lower'} is better)\nlayer {layer}", fontsize=9)
+        axes[r, 0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if random_weights:
+        mark_random_weights(fig)
+    return fig
+
+
+_BASELINE_COLOURS = {"Grad-CAM++": "tab:green", "Score-CAM": "tab:red"}
+
+
+def _log_axis(axis: Any, base: float = 10) -> None:
+    """A log axis labelled with plain numbers (no crowded minor-tick labels)."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    axis.axes.set_xscale("log", base=base)
+    axis.set_major_locator(LogLocator(base=base))
+    formatter = ScalarFormatter()
+    formatter.set_scientific(False)
+    axis.set_major_formatter(formatter)
+    axis.set_minor_formatter(NullFormatter())
+
+
+def budget_plot(table: pd.DataFrame, title: str | None = None, random_weights: bool = False) -> Figure:
+    """Faithfulness and time against the channel budget for the swept readings, baselines as lines."""
+    from matplotlib import pyplot as plt
+
+    from .plotting import mark_random_weights
+
+    layers = list(dict.fromkeys(table["layer"]))
+    panels = (*QUALITY, "seconds_per_image")
+    fig, axes = plt.subplots(len(layers), len(panels), figsize=(3.6 * len(panels), 3.4 * len(layers)), squeeze=False)
+    for r, layer in enumerate(layers):
+        part = table[table["layer"] == layer]
+        ours = part[part["method"] == METHOD].copy()
+        ours["budget"] = pd.to_numeric(ours["max_channels"].replace("all", np.nan), errors="coerce")
+        full = ours["budget"].isna()
+        top = ours["budget"].max() * 2 if ours["budget"].notna().any() else 1
+        ours.loc[full, "budget"] = top  # "all" drawn right of the largest budget
+        for reading, group in ours.groupby(ours["config"].str.split(" @ ").str[0]):
+            if len(group) < 2:
+                continue
+            group = group.sort_values("budget")
+            for c, name in enumerate(panels):
+                axes[r, c].plot(group["budget"], group[name], marker="o", label=reading)
+        for c, name in enumerate(panels):
+            ax = axes[r, c]
+            for _, base in part[part["method"] != METHOD].iterrows():
+                ax.axhline(base[name], ls="--", lw=1, label=base["method"],
+                           color=_BASELINE_COLOURS.get(base["method"], "tab:gray"))  # fmt: skip
+            _log_axis(ax.xaxis, base=2)
+            ax.set_xlabel("channels scored (rightmost: all)")
+            ax.set_title(f"{name.replace('_', ' ')}\nlayer {layer}", fontsize=9)
+        axes[r, 0].legend(fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if random_weights:
+        mark_random_weights(fig)
+    return fig

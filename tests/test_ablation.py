@@ -1,0 +1,103 @@
+"""The ablation's bookkeeping: configurations, Pareto front, ranking, claims; and one tiny end-to-end run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torchvision import transforms
+
+from gradscorecam import GradPlusPlusScoreCAM, ablation
+from gradscorecam.datasets import ImageRecord
+from gradscorecam.models import ModelSpec
+
+
+def test_sixteen_readings_default_first():
+    readings = ablation.readings()
+    assert len(readings) == 16 and len({ablation.reading_label(r) for r in readings}) == 16
+    defaults = GradPlusPlusScoreCAM(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1)), "0").options()
+    assert readings[0] == {k: defaults[k] for k in ablation.CHOICES}
+
+
+def test_configs_cover_readings_and_budgets_without_duplicates():
+    configs = ablation.ablation_configs([16, 64, None], reading_budget=64)
+    labels = [c.label for c in configs]
+    assert len(labels) == len(set(labels)) == 16 + 2  # 64 for the default reading is already there
+    assert "gradient/input/zeros/score @ 16" in labels and "gradient/input/zeros/score @ all" in labels
+    assert configs[0].options() == {**ablation.readings()[0], "max_channels": 64}
+    assert configs[0].slug == "gradient-input-zeros-score-64"
+
+
+def _table() -> pd.DataFrame:
+    rows = [
+        # config, method, AD, AI, deletion, insertion, seconds
+        ("a @ 16", "Grad++ScoreCAM", 30.0, 40.0, 0.10, 0.60, 1.0),
+        ("b @ 64", "Grad++ScoreCAM", 20.0, 50.0, 0.08, 0.70, 4.0),
+        ("c @ 64", "Grad++ScoreCAM", 25.0, 45.0, 0.12, 0.50, 5.0),  # slower and worse than b: dominated
+        ("Grad-CAM++", "Grad-CAM++", 35.0, 30.0, 0.11, 0.55, 0.1),
+        ("Score-CAM", "Score-CAM", 22.0, 48.0, 0.09, 0.65, 40.0),
+    ]
+    table = pd.DataFrame(rows, columns=["config", "method", "average_drop", "average_increase", "deletion_auc",
+                                        "insertion_auc", "seconds_per_image"])  # fmt: skip
+    table["layer"] = "head"
+    for name in ablation.QUALITY:
+        table[f"{name}_low"], table[f"{name}_high"] = table[name] - 1, table[name] + 1
+    return table
+
+
+def test_pareto_front_by_hand():
+    table = _table()
+    ours = table[table["method"] == "Grad++ScoreCAM"]
+    assert ablation.pareto_front(ours, "average_drop", higher_is_better=False).tolist() == [True, True, False]
+    assert ablation.pareto_front(table, "average_drop", False).tolist() == [True, True, False, True, False]
+    assert ablation.pareto_front(table, "average_increase", True).tolist() == [True, True, False, True, False]
+
+
+def test_rank_configs_by_mean_rank_within_a_time_limit():
+    ranked = ablation.rank_configs(_table())
+    assert list(ranked["config"]) == ["b @ 64", "a @ 16", "c @ 64"]
+    assert ranked.iloc[0]["mean_rank"] == 1.0  # b is best on all four metrics
+    assert list(ablation.rank_configs(_table(), max_seconds=2.0)["config"]) == ["a @ 16"]
+
+
+def test_claims_against_the_references():
+    verdicts = ablation.claims(_table()).set_index("config")
+    # b: AD 20 vs Grad-CAM++ 35 (intervals [19, 21] and [34, 36] apart) -> yes*; vs Score-CAM 22 ([21, 23]) -> yes
+    assert verdicts.loc["b @ 64", "AD < Grad-CAM++"] == "yes*"
+    assert verdicts.loc["b @ 64", "AD < Score-CAM"] == "yes"
+    assert verdicts.loc["b @ 64", "AI > Score-CAM"] == "yes"
+    assert verdicts.loc["a @ 16", "AD < Score-CAM"] == "no"
+    assert (verdicts["faster than Score-CAM"] == "yes").all()
+
+
+def test_default_layers_adds_a_known_inner_layer(vgg_net):
+    spec = ModelSpec(vgg_net, transforms.ToTensor(), "features.4", tuple(map(str, range(10))), (0, 0, 0), (1, 1, 1),
+                     "alexnet-like test", "random (test)")  # fmt: skip
+    assert ablation.default_layers(spec) == ["features.4"]  # no features.9 in this model
+    spec = ModelSpec(vgg_net, transforms.ToTensor(), "features", tuple(map(str, range(10))), (0, 0, 0), (1, 1, 1),
+                     "mobilenet_v2 test", "random (test)")  # fmt: skip
+    assert ablation.default_layers(spec) == ["features"]
+
+
+def test_run_ablation_end_to_end(gap_net, tmp_path):
+    paths = []
+    for i in range(2):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray((np.random.default_rng(i).random((16, 16, 3)) * 255).astype("uint8")).save(path)
+        paths.append(ImageRecord(f"im{i}", path, 1))
+    spec = ModelSpec(gap_net, transforms.ToTensor(), "layer", tuple(map(str, range(10))), (0, 0, 0), (1, 1, 1),
+                     "tiny", "random (test)")  # fmt: skip
+    configs = ablation.ablation_configs([4], reading_budget=None)[:2] + [ablation.Config(ablation.readings()[0], 4)]
+    table = ablation.run_ablation(spec, paths, configs, tmp_path / "out", layer="block", deletion_steps=4,
+                                  progress=False)  # fmt: skip
+    assert list(table["config"]) == [c.label for c in configs] + ["Grad-CAM++", "Score-CAM"]
+    assert (table["n_images"] == 2).all() and table["average_drop"].between(0, 100).all()
+    assert table.loc[2, "max_channels"] == 4 and table.loc[0, "max_channels"] == "all"
+    # rerunning resumes: the same numbers, nothing recomputed
+    again = ablation.run_ablation(spec, paths, configs, tmp_path / "out", layer="block", deletion_steps=4,
+                                  progress=False)  # fmt: skip
+    pd.testing.assert_frame_equal(table.drop(columns="seconds_per_image"), again.drop(columns="seconds_per_image"))
+    assert not math.isnan(table.loc[0, "insertion_auc"])
