@@ -8,6 +8,9 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torchvision import transforms
+
+from gradscorecam.models import ModelSpec
 
 
 def small_gap_net(num_classes: int = 10, seed: int = 0) -> nn.Module:
@@ -50,6 +53,24 @@ def small_vgg_net(num_classes: int = 10, seed: int = 0) -> nn.Module:
             classifier=nn.Sequential(nn.Linear(12 * 16, 24), nn.ReLU(inplace=True), nn.Linear(24, num_classes)),
         )
     ).eval()
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: on a busy 2-core machine OpenMP's second thread slows them down many times over."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_spec(model: nn.Module, layer: str, name: str = "tiny (test)", classes: int = 10) -> ModelSpec:
+    """A ModelSpec around a test model: ToTensor only (mean 0, std 1), random-weights tag."""
+    return ModelSpec(
+        model=model, transform=transforms.ToTensor(), target_layer=layer,
+        categories=tuple(f"class {i}" for i in range(classes)), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+        name=name, weights="random (test)",
+    )  # fmt: skip
 
 
 @pytest.fixture

@@ -7,12 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
-from torchvision import transforms
-
+from conftest import tiny_spec
 from gradscorecam import GradPlusPlusScoreCAM, ablation
 from gradscorecam.datasets import ImageRecord
-from gradscorecam.models import ModelSpec
+from PIL import Image
 
 
 def test_sixteen_readings_default_first():
@@ -74,12 +72,10 @@ def test_claims_against_the_references():
 
 
 def test_default_layers_adds_a_known_inner_layer(vgg_net):
-    spec = ModelSpec(vgg_net, transforms.ToTensor(), "features.4", tuple(map(str, range(10))), (0, 0, 0), (1, 1, 1),
-                     "alexnet-like test", "random (test)")  # fmt: skip
-    assert ablation.default_layers(spec) == ["features.4"]  # no features.9 in this model
-    spec = ModelSpec(vgg_net, transforms.ToTensor(), "features", tuple(map(str, range(10))), (0, 0, 0), (1, 1, 1),
-                     "mobilenet_v2 test", "random (test)")  # fmt: skip
-    assert ablation.default_layers(spec) == ["features"]
+    assert ablation.default_layers(tiny_spec(vgg_net, "features.4", "alexnet-like")) == ["features.4"]  # no features.9
+    assert ablation.default_layers(tiny_spec(vgg_net, "features", "mobilenet_v2 test")) == ["features"]
+    vgg_net.features.add_module("9", torch.nn.ReLU())
+    assert ablation.default_layers(tiny_spec(vgg_net, "features.4", "alexnet-like")) == ["features.4", "features.9"]
 
 
 def test_run_ablation_end_to_end(gap_net, tmp_path):
@@ -88,8 +84,7 @@ def test_run_ablation_end_to_end(gap_net, tmp_path):
         path = tmp_path / f"{i}.png"
         Image.fromarray((np.random.default_rng(i).random((16, 16, 3)) * 255).astype("uint8")).save(path)
         paths.append(ImageRecord(f"im{i}", path, 1))
-    spec = ModelSpec(gap_net, transforms.ToTensor(), "layer", tuple(map(str, range(10))), (0, 0, 0), (1, 1, 1),
-                     "tiny", "random (test)")  # fmt: skip
+    spec = tiny_spec(gap_net, "layer")
     configs = ablation.ablation_configs([4], reading_budget=None)[:2] + [ablation.Config(ablation.readings()[0], 4)]
     table = ablation.run_ablation(spec, paths, configs, tmp_path / "out", layer="block", deletion_steps=4,
                                   progress=False)  # fmt: skip

@@ -6,19 +6,19 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import dataclasses
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_spec
+from gradscorecam import GradCAM, experiments
+from gradscorecam.datasets import ImageRecord
 from matplotlib import pyplot as plt
 from PIL import Image
 from torchvision import transforms
-
-from gradscorecam import GradCAM, experiments
-from gradscorecam.datasets import ImageRecord
-from gradscorecam.models import ModelSpec
 
 
 def test_objects_reached_by_hand():
@@ -62,21 +62,14 @@ def test_multi_object_images_picks_only_images_with_two_boxes(tmp_path):
     assert fallback.image_id == "two_cats"
 
 
-def _tiny_spec(gap_net) -> ModelSpec:
-    return ModelSpec(
-        model=gap_net, transform=transforms.Compose([transforms.Resize((16, 16)), transforms.ToTensor()]),
-        target_layer="layer", categories=tuple(f"class {i}" for i in range(10)), mean=(0.0, 0.0, 0.0),
-        std=(1.0, 1.0, 1.0), name="tiny (test)", weights="random (test)",
-    )  # fmt: skip
-
-
 def test_method_figure_maps_and_table(gap_net, tmp_path):
     records = []
     for i in range(2):
         path = tmp_path / f"{i}.png"
         Image.fromarray((np.random.default_rng(i).random((20, 20, 3)) * 255).astype("uint8")).save(path)
         records.append(ImageRecord(f"img{i}", path, 3))
-    spec = _tiny_spec(gap_net)
+    spec = tiny_spec(gap_net, "layer")
+    spec = dataclasses.replace(spec, transform=transforms.Compose([transforms.Resize((16, 16)), spec.transform]))
     result = experiments.method_figure(spec, records, ["CAM", "Grad-CAM"], title="test")
     images = torch.stack([spec.transform(Image.open(r.path).convert("RGB")) for r in records])
     assert torch.allclose(result.comparison.maps["Grad-CAM"], GradCAM(gap_net, "layer")(images))

@@ -12,13 +12,7 @@ from torch import nn
 from gradscorecam import metrics
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: on a busy 2-core machine OpenMP's second thread slows them down many times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class SumModel(nn.Module):

@@ -14,13 +14,7 @@ from gradscorecam.errors import ModelSourceError, WeightsUnavailableError
 from gradscorecam.models import RANDOM_TAG, default_target_layer, load_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: on a busy 2-core machine OpenMP's second thread slows them down many times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

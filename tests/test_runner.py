@@ -22,13 +22,7 @@ from gradscorecam.summary import mean_confidence_interval
 
 METHODS = ["Grad-CAM", "Score-CAM"]
 TIMING = ["seconds", "metric_seconds"]
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: on a busy 2-core machine OpenMP's second thread slows them down many times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TRANSFORM = T.Compose([T.Resize(24), T.CenterCrop(24), T.ToTensor(), T.Normalize([0.5] * 3, [0.25] * 3)])

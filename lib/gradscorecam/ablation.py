@@ -202,8 +202,6 @@ def pareto_plot(table: pd.DataFrame, title: str | None = None, random_weights: b
     """Faithfulness against seconds per image, one panel per metric and a row per layer; the Pareto front joined."""
     from matplotlib import pyplot as plt
 
-    from .plotting import mark_random_weights
-
     layers = list(dict.fromkeys(table["layer"]))
     fig, axes = plt.subplots(len(layers), len(QUALITY), figsize=(4.2 * len(QUALITY), 3.6 * len(layers)), squeeze=False)
     for r, layer in enumerate(layers):
@@ -224,12 +222,7 @@ def pareto_plot(table: pd.DataFrame, title: str | None = None, random_weights: b
             ax.set_xlabel("seconds per image (log)")
             ax.set_title(f"{name.replace('_', ' ')} ({'higher' if higher else 'lower'} is better)\nlayer {layer}", fontsize=9)
         axes[r, 0].legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    if random_weights:
-        mark_random_weights(fig)
-    return fig
+    return _finish(fig, title, random_weights)
 
 
 _BASELINE_COLOURS = {"Grad-CAM++": "tab:green", "Score-CAM": "tab:red"}
@@ -250,8 +243,6 @@ def _log_axis(axis: Any, base: float = 10) -> None:
 def budget_plot(table: pd.DataFrame, title: str | None = None, random_weights: bool = False) -> Figure:
     """Faithfulness and time against the channel budget for the swept readings, baselines as lines."""
     from matplotlib import pyplot as plt
-
-    from .plotting import mark_random_weights
 
     layers = list(dict.fromkeys(table["layer"]))
     panels = (*QUALITY, "seconds_per_image")
@@ -278,6 +269,12 @@ def budget_plot(table: pd.DataFrame, title: str | None = None, random_weights: b
             ax.set_xlabel("channels scored (rightmost: all)")
             ax.set_title(f"{name.replace('_', ' ')}\nlayer {layer}", fontsize=9)
         axes[r, 0].legend(fontsize=6)
+    return _finish(fig, title, random_weights)
+
+
+def _finish(fig: Figure, title: str | None, random_weights: bool) -> Figure:
+    from .plotting import mark_random_weights
+
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -41,7 +41,7 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from .errors import ModelSourceError, TargetLayerError, WeightsUnavailableError
-from .explainers.layers import resolve_target_layer
+from .explainers.layers import feature_layers, resolve_target_layer
 
 EXTERNAL_KEYS = ("model", "transform", "target_layer", "categories", "mean", "std", "name")
 #: Seed of the random initialisation with ``weights=None``, so that "random weights" is one fixed network.
@@ -206,28 +206,7 @@ def ensure_checkpoint(weights: WeightsEnum, model_name: str = "the model") -> Pa
 
 
 def _last_feature_map(model: nn.Module, size: int = 224) -> str:
-    finished: list[tuple[str, tuple[int, ...]]] = []
-    handles = []
-
-    def make_hook(name: str) -> Callable[..., None]:
-        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-            if isinstance(output, torch.Tensor):
-                finished.append((name, tuple(output.shape)))
-
-        return hook
-
-    try:
-        for name, module in model.named_modules():
-            if name:
-                handles.append(module.register_forward_hook(make_hook(name)))
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size, device=device))
-    finally:
-        for handle in handles:
-            handle.remove()
-    maps = [name for name, shape in finished if len(shape) == 4 and shape[2] * shape[3] > 1]
+    maps = [name for name, (_, h, w) in feature_layers(model, (size, size), in_finish_order=True).items() if h * w > 1]
     if not maps:
         raise TargetLayerError(
             f"{type(model).__name__} has no layer with a (B, C, h, w) output larger than 1 x 1; CAM methods need a CNN."

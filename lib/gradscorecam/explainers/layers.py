@@ -49,12 +49,14 @@ def resolve_target_layer(model: nn.Module, target_layer: LayerSpec) -> tuple[str
 
 
 def feature_layers(
-    model: nn.Module, input_size: tuple[int, int] = (224, 224), channels: int = 3
+    model: nn.Module, input_size: tuple[int, int] = (224, 224), channels: int = 3, in_finish_order: bool = False
 ) -> dict[str, tuple[int, int, int]]:
     """Names of all submodules whose output is a 4-D feature map, with its (C, h, w) shape.
 
     Runs one forward pass of a zero image of ``input_size`` (in eval mode, without gradients) and
-    restores the model's train/eval mode afterwards. Used by the explorer's layer menu.
+    restores the model's train/eval mode afterwards. The names come in ``model.named_modules()`` order (the
+    explorer's layer menu), or in the order the modules finished (``in_finish_order``: a container after its
+    children, so the last one is the outermost module producing the last feature map).
     """
     shapes: dict[str, tuple[int, int, int]] = {}
     handles = []
@@ -81,5 +83,7 @@ def feature_layers(
             h.remove()
         for m, mode in modes.items():
             m.training = mode
+    if in_finish_order:
+        return shapes
     order = [n for n, _ in model.named_modules() if n in shapes]
     return {n: shapes[n] for n in order}
