@@ -248,13 +248,13 @@ def test_builtin_images_and_two_cats_composite(tmp_path: Path):
     for record in records:
         assert load_rgb(record.path).mode == "RGB"
     cats = records[-1]
-    assert cats.class_index == 281 and cats.boxes == ((36, 184, 251, 327), (260, 184, 475, 327))
+    assert cats.class_index == 281 and cats.boxes == ((40, 56, 255, 199), (256, 312, 471, 455))
     pixels = np.asarray(load_rgb(cats.path)).astype(int)
     assert pixels.shape == (512, 512, 3)
-    assert (pixels[10, 10] == [124, 116, 104]).all() and (pixels[183, 100] == [124, 116, 104]).all()
+    assert (pixels[10, 10] == [124, 116, 104]).all() and (pixels[250, 100] == [124, 116, 104]).all()
     # the two pasted copies are identical, and differ from the background
-    assert (pixels[184:328, 36:252] == pixels[184:328, 260:476]).all()
-    assert np.abs(pixels[184:328, 36:252] - np.array([124, 116, 104])).mean() > 10
+    assert (pixels[56:200, 40:256] == pixels[312:456, 256:472]).all()
+    assert np.abs(pixels[56:200, 40:256] - np.array([124, 116, 104])).mean() > 10
     assert builtin_images(cache_dir=tmp_path)[-1].path.stat().st_mtime == cats.path.stat().st_mtime  # written once
 
 

@@ -23,7 +23,8 @@ import torch
 from matplotlib.figure import Figure
 
 from .comparison import MethodComparison, compare_methods, resolve_device, row_titles
-from .datasets import ImageRecord, builtin_images, imagenet_folder, labels_csv, load_batch, sample, two_cats_composite
+from .datasets import BUILTIN_PHOTOS, ImageRecord, builtin_images, imagenet_folder, labels_csv, load_batch, sample, two_cats_composite
+from .datasets.builtin import COMPOSITE_ID
 from .explainers import METHODS
 from .metrics.localization import box_mask
 from .models import ModelSpec, load_model
@@ -55,8 +56,11 @@ def open_image_source(source: str) -> list[ImageRecord]:
 
 
 def describe_source(source: str, records: Sequence[ImageRecord]) -> str:
-    where = "built-in photographs (scikit-image, matplotlib)" if source == "builtin" else str(source)
-    return f"{len(records)} image(s) from {where}"
+    """How many images, from where (the built-in photographs or composite when a source fell back to them)."""
+    builtin = {p.image_id for p in BUILTIN_PHOTOS} | {COMPOSITE_ID}
+    if source == "builtin" or all(r.image_id in builtin for r in records):
+        return f"{len(records)} built-in image(s) ({', '.join(r.image_id for r in records)})"
+    return f"{len(records)} image(s) from {source}"
 
 
 def figure_images(source: str, n: int, seed: int = 0) -> list[ImageRecord]:

@@ -61,12 +61,15 @@ BUILTIN_PHOTOS: tuple[BuiltinPhoto, ...] = (
     ),
 )
 
-# The composite: chelsea at (36, 184) and (260, 184), each 216 x 144, on a 512 x 512 canvas. Both copies
-# lie inside the central 448 x 448 that Resize(256) + CenterCrop(224) keeps.
+# The composite: chelsea at (40, 56) and (256, 312), each 216 x 144, on a 512 x 512 canvas: diagonal, with
+# 112 pixels between them vertically, so that a map reaching one does not reach the other by proximity. Both
+# copies lie inside the central 448 x 448 that Resize(256) + CenterCrop(224) keeps. The file name carries the
+# layout's version, so a cached copy of an older layout is never reused.
 COMPOSITE_ID = "two_cats"
+_COMPOSITE_VERSION = 2
 _CANVAS = 512
 _TILE = (216, 144)
-_TILE_ORIGINS = ((36, 184), (260, 184))
+_TILE_ORIGINS = ((40, 56), (256, 312))
 _MEAN_RGB = (124, 116, 104)  # the ImageNet mean (0.485, 0.456, 0.406) in 8-bit pixels
 
 
@@ -103,7 +106,7 @@ def builtin_path(photo: BuiltinPhoto) -> Path:
 def two_cats_composite(cache_dir: str | Path | None = None) -> ImageRecord:
     """The ``two_cats`` composite (two copies of ``chelsea``), written to ``cache_dir`` if not there yet."""
     folder = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
-    path = folder / f"{COMPOSITE_ID}.png"
+    path = folder / f"{COMPOSITE_ID}_v{_COMPOSITE_VERSION}.png"
     boxes: tuple[Box, ...] = tuple((x, y, x + _TILE[0] - 1, y + _TILE[1] - 1) for x, y in _TILE_ORIGINS)
     if not path.is_file():
         chelsea = next(p for p in BUILTIN_PHOTOS if p.image_id == "chelsea")
