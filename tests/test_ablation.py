@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from conftest import tiny_spec
 from gradscorecam import GradPlusPlusScoreCAM, ablation
@@ -89,6 +90,7 @@ def test_run_ablation_end_to_end(gap_net, tmp_path):
     table = ablation.run_ablation(spec, paths, configs, tmp_path / "out", layer="block", deletion_steps=4,
                                   progress=False)  # fmt: skip
     assert list(table["config"]) == [c.label for c in configs] + ["Grad-CAM++", "Score-CAM"]
+    assert "note" not in table or table["note"].isna().all()  # "block" is an inner layer: every config computed
     assert (table["n_images"] == 2).all() and table["average_drop"].between(0, 100).all()
     assert table.loc[2, "max_channels"] == 4 and table.loc[0, "max_channels"] == "all"
     # rerunning resumes: the same numbers, nothing recomputed
@@ -96,3 +98,23 @@ def test_run_ablation_end_to_end(gap_net, tmp_path):
                                   progress=False)  # fmt: skip
     pd.testing.assert_frame_equal(table.drop(columns="seconds_per_image"), again.drop(columns="seconds_per_image"))
     assert not math.isnan(table.loc[0, "insertion_auc"])
+
+
+def test_gap_layer_twins_are_not_recomputed(gap_net, tmp_path):
+    image = tmp_path / "a.png"
+    Image.fromarray((np.random.default_rng(0).random((16, 16, 3)) * 255).astype("uint8")).save(image)
+    spec = tiny_spec(gap_net, "layer")
+    assert ablation.followed_by_gap_linear(spec, "layer", size=16)
+    assert not ablation.followed_by_gap_linear(spec, "block", size=16)
+    gradient = ablation.Config(ablation.readings()[0], 4)
+    activation = ablation.Config({**ablation.readings()[0], "mask_source": "activation"}, 4)
+    records = [ImageRecord("a", image, 1)]
+    table = ablation.run_ablation(spec, records, [gradient, activation], tmp_path / "out", layer="layer",
+                                  baselines=(), deletion_steps=4, progress=False)  # fmt: skip
+    assert table.loc[1, "note"].startswith("identical by construction to gradient/input/zeros/score @ 4")
+    assert table.loc[1, "mask_source"] == "activation"
+    # and it is true: computing the activation reading gives the same numbers
+    computed = ablation.run_ablation(spec, records, [activation], tmp_path / "out2", layer="layer", baselines=(),
+                                     deletion_steps=4, progress=False)  # fmt: skip
+    for name in ("average_drop", "average_increase", "deletion_auc", "insertion_auc"):
+        assert computed.loc[0, name] == pytest.approx(table.loc[0, name], abs=1e-5)

@@ -98,6 +98,17 @@ def test_a_failing_notebook_is_named_with_its_error_and_executed_copy(tmp_path):
     assert (tmp_path / "out" / "executed" / "01_broken.ipynb").exists()
 
 
+def test_a_dead_kernel_is_reported_with_the_notebook(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")]
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nbformat.write(nb, folder / "01_dies.ipynb")
+    params = pipeline.profile_parameters("smoke", {}, tmp_path / "out", tmp_path / "fig")
+    with pytest.raises(pipeline.PipelineError, match=r"01_dies.ipynb did not finish: DeadKernelError"):
+        pipeline.run_notebooks([folder / "01_dies.ipynb"], params, tmp_path / "out", kernel_name=pipeline.ensure_kernel())
+
+
 @pytest.mark.slow
 def test_smoke_profile_runs_every_notebook(tmp_path):
     """The whole pipeline, as ./run_all.sh --profile smoke runs it (random weights, 2 images, 16 channels)."""

@@ -111,13 +111,24 @@ def run_ablation(
     score, masking ...). Results files go to ``out_dir/<layer>/``; rerunning resumes them.
     """
     folder = Path(out_dir) / re.sub(r"[^A-Za-z0-9]+", "_", layer)
-    rows = []
+    shortcut = followed_by_gap_linear(spec, layer)
+    rows: list[dict[str, Any]] = []
+    done: dict[str, dict[str, Any]] = {}
     for config in configs:
+        twin = _gradient_twin(config) if shortcut else None
+        if twin is not None and twin.label in done:
+            # Right before global average pooling + linear, G^k is constant over space: with a channel budget
+            # (channels with w_k > 0 only) both mask sources give the same masks, hence the same numbers.
+            rows.append({**done[twin.label], "config": config.label, **{k: config.reading[k] for k in CHOICES},
+                         "note": f"identical by construction to {twin.label} (layer followed by GAP + linear)"})
+            continue
         results = evaluate(
             spec, records, [METHOD], folder / f"{config.slug}.csv", target_layer=layer,
             explainer_options={METHOD: config.options()}, **evaluate_options,
         )  # fmt: skip
-        rows.append(_summary_row(results, records, METHOD, layer, config.label, config.reading, config.max_channels))
+        row = _summary_row(results, records, METHOD, layer, config.label, config.reading, config.max_channels)
+        done[config.label] = row
+        rows.append(row)
     if baselines:
         options = {m: dict(o) for m, o in (baseline_options or {}).items() if m in baselines}
         results = evaluate(
@@ -128,6 +139,30 @@ def run_ablation(
             budget = options.get(method, {}).get("max_channels")
             rows.append(_summary_row(results, records, method, layer, method, {}, budget))
     return pd.DataFrame(rows)
+
+
+def followed_by_gap_linear(spec: ModelSpec, layer: str, size: int = 224) -> bool:
+    """Whether the model's logits are a linear layer of the global average pool of ``layer``'s output (CAM's
+    condition), checked on one random image."""
+    import torch
+
+    from .errors import UnsupportedModelError
+    from .explainers import CAM
+
+    device = next(spec.model.parameters()).device
+    image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    try:
+        CAM(spec.model, layer).explain(image)
+    except UnsupportedModelError:
+        return False
+    return True
+
+
+def _gradient_twin(config: Config) -> Config | None:
+    """The mask_source="gradient" configuration that gives the same numbers right before GAP + linear."""
+    if config.reading["mask_source"] != "activation" or config.max_channels is None:
+        return None
+    return Config({**config.reading, "mask_source": "gradient"}, config.max_channels)
 
 
 def _summary_row(results: pd.DataFrame, records: Sequence[ImageRecord], method: str, layer: str, label: str,

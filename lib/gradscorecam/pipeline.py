@@ -176,6 +176,11 @@ def run_notebooks(
                 f"{notebook.name} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
                 f"    executed copy with the full traceback: {executed}"
             ) from None
+        except Exception as error:  # the kernel died (out of memory, killed), would not start, timed out ...
+            raise PipelineError(
+                f"{notebook.name} did not finish: {type(error).__name__}: {error}\n"
+                f"    executed copy up to the last finished cell: {executed}"
+            ) from error
         seconds = time.perf_counter() - start
         produced = sorted(p for p, t in _snapshot(watched).items() if before.get(p) != t and "executed" not in p.parts)
         runs.append(NotebookRun(notebook, executed, seconds, produced))
