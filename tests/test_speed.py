@@ -14,7 +14,9 @@ Timing is not tested here (benchmarks/ measures it).
 
 from __future__ import annotations
 
+import gc
 import warnings
+import weakref
 from collections import OrderedDict
 
 import pytest
@@ -22,6 +24,7 @@ import torch
 import torchvision
 from torch import nn
 
+from conftest import small_gap_net
 from gradscorecam import GradPlusPlusScoreCAM, ScoreCAM
 from gradscorecam.explainers.scoring import score_masked_inputs
 from gradscorecam.explainers.speed import (
@@ -30,6 +33,7 @@ from gradscorecam.explainers.speed import (
     cudnn_benchmark,
     fast_forward,
     fuse_batchnorm,
+    shared_cache,
 )
 
 PLAIN = dict(channels_last=False, fuse_batchnorm=False, autocast=None, cudnn_benchmark=False)
@@ -219,6 +223,19 @@ def test_fused_copy_is_cached_and_rebuilt_when_the_model_changes(gap_net, images
     again = explainer.explain(images, TARGETS)
     fresh = ScoreCAM(gap_net, "layer", **PLAIN).explain(images, TARGETS)
     assert _relative(again.maps, fresh.maps) < 1e-4  # never a stale copy
+
+
+def test_explainers_of_one_model_share_its_copy_which_dies_with_the_model(images):
+    model = small_gap_net()
+    ScoreCAM(model, "layer")(images)
+    copy = shared_cache(model)._fused
+    assert copy is not None
+    GradPlusPlusScoreCAM(model, "layer", max_channels=3)(images)
+    assert shared_cache(model)._fused is copy  # made once per model, not per explainer or call
+    alive = weakref.ref(copy)
+    del model, copy
+    gc.collect()
+    assert alive() is None  # the cache does not keep the copy (or the model) alive
 
 
 # ----------------------------------------------------------------------------------------------- cuDNN flag

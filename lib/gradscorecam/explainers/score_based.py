@@ -10,7 +10,7 @@ from torch import nn
 from .base import BaseCAM
 from .layers import LayerSpec
 from .scoring import Progress
-from .speed import FusedModelCache, ScoringForward, ScoringSpeed, fast_forward
+from .speed import ScoringForward, ScoringSpeed, fast_forward
 
 
 class ScoreBasedCAM(BaseCAM):
@@ -54,8 +54,7 @@ class ScoreBasedCAM(BaseCAM):
             autocast=autocast,
             cudnn_benchmark=cudnn_benchmark,
         )
-        self._fused = FusedModelCache()
 
     def _scoring_forward(self, device: torch.device) -> AbstractContextManager[ScoringForward]:
         """The forward function of this call's masked passes (inside the model state guard)."""
-        return fast_forward(self.model, device, self.speed, self._fused)
+        return fast_forward(self.model, device, self.speed)
