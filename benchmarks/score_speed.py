@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import statistics
@@ -71,7 +72,9 @@ class Contestant:
     library: str  # "ours", "pytorch-grad-cam", "torchcam", "ours (plain)", or "forward" for the floor
     run: Callable[[], Output | None]
     inner: int = 1  # calls per timing (cheap methods: several, for a stable mean)
-    times: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # the clock the table uses
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     output: Output | None = None
 
 
@@ -232,13 +235,34 @@ def contestants(args, model, layer: str, images, targets) -> list[Contestant]:
             row = "Grad++ScoreCAM" + ("" if budget is None else f", max_channels={budget}")
             add(row, "ours", ours(GradPlusPlusScoreCAM, model, layer, images, targets, batch_size=bs, max_channels=budget, **speed))
     if args.floor:
+        # Our own forward runs as many chunks as a Score-CAM call, so both see the machine over as long a time.
         for label, cl, fused in (("NCHW", False, False), ("channels-last input", True, False), ("folded BN, channels-last", True, True)):
-            add(f"forward ({label})", "forward", forward_batch(model, images, bs, cl, fused, args.autocast_dtype), 2)
+            batches = args.floor_batches or (-(-len(images) * _channels(model, layer, images) // bs) if fused else 4)
+            add(f"forward ({label})", "forward", forward_batch(model, images, bs, cl, fused, args.autocast_dtype), batches)
     return rows
 
 
+def _channels(model, layer: str, images) -> int:
+    """K, the target layer's channel count (one clean forward pass with a hook)."""
+    found: list[int] = []
+    handle = dict(model.named_modules())[layer].register_forward_hook(lambda _m, _i, out: found.append(out.shape[1]))
+    try:
+        with torch.inference_mode():
+            model(images[:1])
+    finally:
+        handle.remove()
+    return found[0]
+
+
 # --------------------------------------------------------------------------------------------- timing
-def time_all(rows: list[Contestant], repeats: int, device: torch.device, log) -> None:
+def time_all(rows: list[Contestant], repeats: int, device: torch.device, clock: str, log) -> None:
+    """Time every contestant ``repeats`` times, interleaved; ``clock`` is "wall" or "cpu" (process CPU time).
+
+    On a machine shared with other jobs, wall time measures the neighbours as much as the code: with one
+    thread, process CPU time is the time the code itself ran (it still feels shared caches and memory
+    bandwidth). With several threads, CPU time also counts OpenMP threads spinning at barriers, so
+    prefer wall time on a quiet machine then. Both are stored; the table uses ``clock``.
+    """
     # Warm-up, untimed: lazy initialisation and oneDNN/cuDNN primitives for the chunk shape in each memory
     # format (the forward rows), and one call of every cheap method (a first call costs more than the rest).
     for c in rows:
@@ -248,17 +272,19 @@ def time_all(rows: list[Contestant], repeats: int, device: torch.device, log) ->
         order = rows[rep % len(rows) :] + rows[: rep % len(rows)]  # rotate: no library always runs first
         for c in order:
             _sync(device)
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             for _ in range(c.inner):
                 out = c.run()
             _sync(device)
-            c.times.append((time.perf_counter() - start) / c.inner)
+            c.wall.append((time.perf_counter() - wall) / c.inner)
+            c.cpu.append((time.process_time() - cpu) / c.inner)
+            c.times.append(c.cpu[-1] if clock == "cpu" else c.wall[-1])
             if c.output is None and out is not None:
                 c.output = out
-            log(f"  repeat {rep + 1}/{repeats}  {c.row:<40} {c.library:<18} {c.times[-1]:8.3f} s")
+            log(f"  repeat {rep + 1}/{repeats}  {c.row:<40} {c.library:<18} wall {c.wall[-1]:8.3f} s  cpu {c.cpu[-1]:8.3f} s")
 
 
-def table(name: str, rows: list[Contestant], n_images: int, batch_size: int) -> tuple[str, dict, bool]:
+def table(name: str, rows: list[Contestant], n_images: int, batch_size: int, clock: str) -> tuple[str, dict, bool]:
     """Markdown table, a JSON-able summary and whether every like-for-like check passed."""
     med = {(c.row, c.library): statistics.median(c.times) / n_images for c in rows}
     by_row: dict[str, dict[str, Contestant]] = {}
@@ -268,12 +294,15 @@ def table(name: str, rows: list[Contestant], n_images: int, batch_size: int) -> 
     best_forward = min(forward.values()) if forward else None
     nchw_forward = forward.get("forward (NCHW)")
     lines = [
-        f"**{name}** (seconds per image, median of {len(rows[0].times)} repeats)",
+        f"**{name}** (seconds per image, {clock} clock, median of {len(rows[0].times)} repeats)",
         "",
         "| method | ours | pytorch-grad-cam | ours / pgc | torchcam | ours / torchcam | K passes | floor | ours / floor | maps agree |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    summary: dict[str, dict] = {"forward_per_image": forward}
+    summary: dict[str, dict] = {
+        "forward_per_image": forward,
+        "raw_seconds": {f"{c.row} | {c.library}": {"wall": c.wall, "cpu": c.cpu} for c in rows},
+    }
     all_ok = True
     score_cam = med.get(("Score-CAM", "ours"))
     for row, libs in by_row.items():
@@ -405,12 +434,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="chunk size of the masked passes, for every library")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="wall time (default), or process CPU time: steadier on a shared machine with --threads 1")  # fmt: skip
     p.add_argument("--inner", type=int, default=5, help="calls per timing of the cheap (gradient) methods")
     p.add_argument("--budgets", nargs="+", default=["none", "64"], help="Grad++ScoreCAM max_channels values")
     p.add_argument("--device", default="cpu")
     p.add_argument("--autocast", choices=["bf16", "fp16"], default=None, help="ours only (the references have no such option)")
     p.add_argument("--no-plain", dest="plain", action="store_false", help="skip timing our plain path (all speed options off)")
     p.add_argument("--no-floor", dest="floor", action="store_false")
+    p.add_argument("--floor-batches", type=int, default=0,
+                   help="forward passes of one chunk per floor timing (default: as many as a Score-CAM call makes for "
+                        "our forward, 4 for the others)")  # fmt: skip
     p.add_argument("--rss", nargs="*", default=["ours", "pytorch-grad-cam", "torchcam"],
                    help="libraries whose peak RSS of one Score-CAM call is measured in a subprocess (none: skip)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"), help="folder for the JSON and markdown results")
@@ -427,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         peak_rss_child(args)
         return 0
     os.environ["TQDM_DISABLE"] = "1"
+    logging.getLogger("torchcam").setLevel(logging.ERROR)  # its CAM logs which fc layer it picked, every call
     import pytorch_grad_cam.score_cam as pgc_score_cam
 
     pgc_score_cam.tqdm.tqdm = lambda iterable, *a, **k: iterable  # silence its per-chunk bar (ours and torchcam print none)
@@ -445,8 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         model, layer, images, targets = build(args, name)
         rows = contestants(args, model, layer, images, targets)
         print(f"{name} ({layer}), {args.images} image(s) of {args.size}x{args.size}, chunk {args.batch_size}", flush=True)
-        time_all(rows, args.repeats, device, lambda s: print(s, flush=True))
-        text, summary, ok = table(f"{name}, {args.size}x{args.size}, batch_size {args.batch_size}", rows, args.images, args.batch_size)
+        time_all(rows, args.repeats, device, args.clock, lambda s: print(s, flush=True))
+        text, summary, ok = table(f"{name}, {args.size}x{args.size}, batch_size {args.batch_size}", rows, args.images, args.batch_size, args.clock)
         all_ok &= ok
         for library in args.rss:
             summary.setdefault("peak_rss_mib", {})[library] = peak_rss(args, name, library)["peak_mib"]

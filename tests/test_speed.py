@@ -295,3 +295,14 @@ def test_masked_inputs_reuse_one_buffer_whatever_the_channel_count(channels_last
         assert max(size for size, _, _ in seen) == batch_size
         assert len({ptr for _, ptr, _ in seen}) == 1  # one buffer, reused
         assert all(is_cl == channels_last for _, _, is_cl in seen)  # built in the format the model runs in
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-8])
+def test_in_place_mask_normalisation_equals_minmax_normalize(eps):
+    from gradscorecam.explainers.postprocess import minmax_normalize
+    from gradscorecam.explainers.scoring import _minmax_normalize_
+
+    maps = torch.randn(5, 9, 9, generator=torch.Generator().manual_seed(0))
+    maps[1] = 0.25  # constant: must become zeros
+    maps[2] = torch.linspace(0, 1e-30, 81).view(9, 9)  # tiny span
+    assert torch.equal(_minmax_normalize_(maps.clone(), eps), minmax_normalize(maps, eps))

@@ -114,7 +114,7 @@ def score_masked_inputs(
             if perturb == "input":
                 chunk_maps = maps[b, k].float()
                 if mask_norm == "upsampled":
-                    masks = minmax_normalize(upsample(chunk_maps, size, align_corners), norm_eps)
+                    masks = _minmax_normalize_(upsample(chunk_maps, size, align_corners), norm_eps)
                 else:
                     masks = upsample(minmax_normalize(chunk_maps, norm_eps), size, align_corners)
                 masked = torch.index_select(images, 0, b, out=buffer[: len(b)])
@@ -126,6 +126,18 @@ def score_masked_inputs(
             report(min(start + batch_size, total))
     report(None)
     return out
+
+
+def _minmax_normalize_(maps: Tensor, eps: float) -> Tensor:
+    """In-place :func:`~.postprocess.minmax_normalize` of freshly upsampled masks, with the same result.
+
+    The masks are the chunk's largest temporaries (batch_size x H x W); normalising them in place saves
+    three of them per chunk. A constant map has ``maps - lo == 0``, divided by 1 it stays 0.
+    """
+    lo, hi = torch.aminmax(maps.flatten(-2), dim=-1)
+    lo, span = lo[..., None, None], (hi - lo + eps)[..., None, None]
+    denominator = torch.where(span > 0, span.clamp_min(torch.finfo(maps.dtype).tiny), torch.ones_like(span))
+    return maps.sub_(lo).div_(denominator)
 
 
 def _progress_reporter(progress: Progress, total: int) -> Callable[[int | None], None]:
