@@ -380,10 +380,15 @@ def peak_rss_child(args: argparse.Namespace) -> None:
     else:
         run = torchcam("ScoreCAM", model, layer, images, targets, args.batch_size)
     before = _vm("VmRSS")
+    if images.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     run()
     # VmHWM, the high-water mark of this process's memory map: unlike getrusage's ru_maxrss it does not
     # inherit the parent's peak across fork + exec.
-    print(json.dumps({"before_call_mib": before, "peak_mib": _vm("VmHWM")}))
+    result = {"before_call_mib": before, "peak_mib": _vm("VmHWM")}
+    if images.device.type == "cuda":
+        result["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(result))
 
 
 def _vm(key: str) -> float:
@@ -451,6 +456,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.budgets = [None if b.lower() == "none" else int(b) for b in args.budgets]
+    if args.clock == "cpu" and args.device != "cpu":
+        p.error("--clock cpu measures host CPU time; time GPU runs with the wall clock")
     args.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.autocast)
     return args
 
@@ -484,10 +491,10 @@ def main(argv: list[str] | None = None) -> int:
         text, summary, ok = table(f"{name}, {args.size}x{args.size}, batch_size {args.batch_size}", rows, args.images, args.batch_size, args.clock)
         all_ok &= ok
         for library in args.rss:
-            summary.setdefault("peak_rss_mib", {})[library] = peak_rss(args, name, library)["peak_mib"]
+            summary.setdefault("peak_rss", {})[library] = peak_rss(args, name, library)
         if args.rss:
-            text += "\n\nPeak RSS of one Score-CAM call (fresh process): " + ", ".join(
-                f"{lib} {mib:.0f} MiB" for lib, mib in summary["peak_rss_mib"].items()
+            text += "\n\nPeak RSS of one Score-CAM call (fresh process; before the call, with the model loaded): " + ", ".join(
+                f"{lib} {m['peak_mib']:.0f} MiB ({m['before_call_mib']:.0f})" for lib, m in summary["peak_rss"].items()
             )
         print("\n" + text + "\n", flush=True)
         reports += [text, ""]
