@@ -14,8 +14,8 @@ one (Pearson r over pixels), and the paper's faithfulness metrics (Sec. IV-B, af
 * Increase in Confidence % = share of images with O^c > Y^c × 100 (higher is better),
 
 with Y^c the softmax probability of the explained (predicted) class on the image and O^c on the image
-multiplied by the saliency map. These few lines are a local copy for this sweep; the project's metrics
-module is the reference for Table 1. With random weights (the default) faithfulness means nothing: pass
+multiplied by the saliency map (``gradscorecam.metrics``, its defaults: probabilities, the normalised
+input masked, the whole map kept). With random weights (the default) faithfulness means nothing: pass
 a real model (``--model-file``: a file defining ``build_model()`` that returns ``model``, ``transform``
 and ``target_layer``) and photographs (``--images-dir`` with ``labels.csv`` and the files it names).
 """
@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-from gradscorecam import GradPlusPlusScoreCAM, ScoreCAM
+from gradscorecam import GradPlusPlusScoreCAM, ScoreCAM, metrics
 
 
 def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, str, object, str]:
@@ -63,13 +63,6 @@ def load_images(args: argparse.Namespace, transform) -> torch.Tensor:
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.flatten() - a.mean(), b.flatten() - b.mean()
     return float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-12))
-
-
-def faithfulness(model, image: torch.Tensor, saliency: torch.Tensor, target: int) -> tuple[float, float]:
-    """(Y^c, O^c): the class probability on the image and on the image times its saliency map."""
-    with torch.inference_mode():
-        probs = torch.softmax(model(torch.cat([image, image * saliency])), dim=1)[:, target]
-    return float(probs[0]), float(probs[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,10 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             saliency = explanation.saliency(tuple(image.shape[-2:]))
             seconds = clock() - start
             maps[key] = saliency
-            y, o = faithfulness(model, image, saliency[:, None], target)
+            y, o = metrics.explanation_scores(model, image, saliency, [target])
             rec = records[key]
             for field, value in (("seconds", seconds), ("passes", float(explanation.details["scored"].sum())),
-                                 ("drop", max(0.0, y - o) / y * 100), ("increase", float(o > y) * 100)):  # fmt: skip
+                                 ("drop", float(metrics.drop_percent(y, o)[0])),
+                                 ("increase", float(metrics.increase_percent(y, o)[0]))):  # fmt: skip
                 rec.setdefault(field, []).append(value)
         full = maps.get(("Grad++ScoreCAM", None))
         for key, saliency in maps.items():
