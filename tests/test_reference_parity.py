@@ -7,8 +7,12 @@ relative. Known, deliberate differences, each passed through a documented option
   cross-check passes ``eps=1e-6`` (test_gradcampp_eps_matters_for_small_gradients shows why it matters).
 * pytorch-grad-cam's ScoreCAM differs from the Score-CAM authors' code (softmax over channels of masked
   logits, align_corners=True, every channel scored); ``variant="pytorch-grad-cam"`` reproduces it.
-* torchcam is used for Grad-CAM only: its Grad-CAM++ weights are wrong (an in-place division on a
-  boolean-indexed copy is lost) and its ScoreCAM subtracts a baseline inside a channel softmax.
+* torchcam's ScoreCAM normalises A^k at the feature resolution before upsampling (align_corners=False)
+  and subtracts the clean logit inside a softmax over channels (a no-op for a softmax);
+  ``variant="torchcam"`` reproduces it. torchcam's Grad-CAM++ is not used: its weights are wrong (an
+  in-place division on a boolean-indexed copy is lost).
+* All score-based checks run with the default speed options (BatchNorm folded into a copy of the model,
+  channels-last inputs), so they also check that the fast path computes the reference's numbers.
 """
 
 from __future__ import annotations
@@ -97,3 +101,24 @@ def test_gradcam_matches_torchcam(torchvision_models, arch):
         (theirs,) = extractor(class_idx=targets, scores=scores, normalized=False)  # ReLU'd, not normalised
     model.zero_grad(set_to_none=True)
     assert _relative(torch.relu(ours.maps), theirs.detach().numpy()) < 1e-4
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "vgg11", "alexnet"])
+def test_scorecam_matches_torchcam_variant(torchvision_models, arch):
+    from torchcam.methods import ScoreCAM as TorchcamScoreCAM
+
+    model, layer = torchvision_models[arch]
+    size = {"resnet18": 64, "vgg11": 32, "alexnet": 64}[arch]
+    images = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3))
+    targets = [2, 9]
+    ours = ScoreCAM(model, layer, variant="torchcam", batch_size=64).explain(images, targets)
+    with TorchcamScoreCAM(model, layer, batch_size=64, input_shape=(3, size, size)) as extractor:
+        recorded = []
+        get_weights = extractor._get_weights
+        extractor._get_weights = lambda *a, **k: recorded.append(get_weights(*a, **k)) or recorded[-1]
+        with torch.inference_mode():
+            model(images)
+        (theirs,) = extractor(class_idx=targets, normalized=False)  # ReLU'd, not normalised
+    (weights,) = recorded[0]
+    assert _relative(ours.weights, weights.numpy()) < 1e-4
+    assert _relative(torch.relu(ours.maps), theirs.numpy()) < 1e-4

@@ -7,14 +7,23 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .base import BaseCAM, Captured
+from .base import Captured
 from .layers import LayerSpec
-from .scoring import Progress, check_choice, non_constant_channels, score_masked_inputs, top_channels
+from .score_based import ScoreBasedCAM
+from .scoring import check_choice, non_constant_channels, score_masked_inputs, top_channels
 
-ScoreCAMVariant = Literal["authors", "pytorch-grad-cam"]
+ScoreCAMVariant = Literal["authors", "pytorch-grad-cam", "torchcam"]
+VARIANTS = ("authors", "pytorch-grad-cam", "torchcam")
+
+# How each variant builds and scores its masks (arguments of score_masked_inputs).
+_VARIANT_OPTIONS: dict[str, dict[str, object]] = {
+    "authors": dict(score="probability", align_corners=False, norm_eps=0.0, mask_norm="upsampled"),
+    "pytorch-grad-cam": dict(score="logit", align_corners=True, norm_eps=1e-8, mask_norm="upsampled"),
+    "torchcam": dict(score="logit", align_corners=False, norm_eps=1e-8, mask_norm="feature"),
+}
 
 
-class ScoreCAM(BaseCAM):
+class ScoreCAM(ScoreBasedCAM):
     r"""Score-CAM (Wang et al., "Score-CAM: Score-Weighted Visual Explanations for CNNs", CVPR-W 2020).
 
     As in the authors' code (github.com/haofanwang/Score-CAM):
@@ -28,17 +37,23 @@ class ScoreCAM(BaseCAM):
     Eq. 7 is not subtracted, again as in the authors' code.
 
     Args:
-        batch_size: masked inputs per forward pass. Memory is bounded by it, not by the channel count K.
-        variant: ``"authors"`` (default, above) or ``"pytorch-grad-cam"``, which reproduces PyPI
-            ``grad-cam``'s ScoreCAM exactly for comparison: Up with align_corners=True, masks
-            ``(U - min) / (max - min + 1e-8)``, every channel scored (a constant one masks everything),
-            and weights ``softmax_k(Y^c(X ⊙ H^k))``, a softmax over channels of the masked *logits*.
+        variant: ``"authors"`` (default, above); the two others reproduce the reference libraries'
+            ScoreCAM for comparison (tests/test_reference_parity.py, benchmarks/):
+
+            * ``"pytorch-grad-cam"`` (PyPI ``grad-cam`` 1.5): Up with align_corners=True, masks
+              ``(U - min) / (max - min + 1e-8)``, every channel scored (a constant one masks everything),
+              and weights ``softmax_k(Y^c(X ⊙ H^k))``, a softmax over channels of the masked *logits*.
+            * ``"torchcam"`` (torchcam 0.5): as above, but each A^k is min-max normalised at the feature
+              resolution *before* the upsampling (align_corners=False), ``Up((A - min) / (max - min + 1e-8))``.
+              torchcam subtracts the clean image's logit before the softmax over channels; a softmax is
+              invariant to that constant, so the weights are the same.
         max_channels: a speed knob for quick checks, not part of Score-CAM: score only this many channels per
             image, those with the largest positive mean activation; the others get weight 0. ``None``
             (default) scores every non-constant channel, as the method is defined. Authors' variant only.
-        progress: True for a tqdm bar over the masked passes, or a callable ``(done, total)``.
+        batch_size, progress, channels_last, fuse_batchnorm, autocast, cudnn_benchmark: see
+            :class:`~.score_based.ScoreBasedCAM` (chunking and the speed options of the masked passes).
 
-    ``details``: ``channel_scores`` (B, K) the raw scores s_k (logits in the pytorch-grad-cam variant) and
+    ``details``: ``channel_scores`` (B, K) the raw scores s_k (logits in the reference variants) and
     ``scored`` (B, K) bool, which channels were scored.
     """
 
@@ -49,22 +64,18 @@ class ScoreCAM(BaseCAM):
         model: nn.Module,
         target_layer: LayerSpec,
         *,
-        batch_size: int = 32,
         variant: ScoreCAMVariant = "authors",
         max_channels: int | None = None,
-        progress: Progress = False,
         **kwargs: object,
     ) -> None:
         super().__init__(model, target_layer, **kwargs)  # type: ignore[arg-type]
-        check_choice("variant", variant, ("authors", "pytorch-grad-cam"))
+        check_choice("variant", variant, VARIANTS)
         if max_channels is not None and (not isinstance(max_channels, int) or max_channels < 1):
             raise ValueError(f"max_channels must be None or a positive int, got {max_channels!r}")
         if max_channels is not None and variant != "authors":
-            raise ValueError("max_channels applies to the authors' variant only; pytorch-grad-cam scores every channel")
+            raise ValueError(f"max_channels applies to the authors' variant only; {variant} scores every channel")
         self.max_channels = max_channels
-        self.batch_size = batch_size
         self.variant = variant
-        self.progress = progress
 
     def _channel_weights(self, captured: Captured) -> tuple[Tensor, dict[str, Tensor]]:
         activations = captured.activations
@@ -72,19 +83,18 @@ class ScoreCAM(BaseCAM):
             selected = non_constant_channels(activations)
             if self.max_channels is not None:
                 selected &= top_channels(activations.mean(dim=(-2, -1)), self.max_channels)
-            options = dict(score="probability", align_corners=False, norm_eps=0.0)
-        else:
+        else:  # the reference libraries score every channel
             selected = torch.ones(activations.shape[:2], dtype=torch.bool, device=activations.device)
-            options = dict(score="logit", align_corners=True, norm_eps=1e-8)
-        scores = score_masked_inputs(
-            self.model,
-            captured.images,
-            activations,
-            captured.targets,
-            selected,
-            batch_size=self.batch_size,
-            progress=self.progress,
-            **options,  # type: ignore[arg-type]
-        )
+        with self._scoring_forward(captured.images.device) as forward:
+            scores = score_masked_inputs(
+                forward,
+                captured.images,
+                activations,
+                captured.targets,
+                selected,
+                batch_size=self.batch_size,
+                progress=self.progress,
+                **_VARIANT_OPTIONS[self.variant],  # type: ignore[arg-type]
+            )
         weights = scores if self.variant == "authors" else torch.softmax(scores, dim=1)
         return weights, {"channel_scores": scores, "scored": selected}

@@ -13,16 +13,18 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from .postprocess import minmax_normalize, upsample
 
 ScoreType = Literal["probability", "logit"]
 PerturbSpace = Literal["input", "feature"]
+MaskNorm = Literal["upsampled", "feature"]
 Progress = bool | Callable[[int, int], None]
 
 SCORE_TYPES = ("probability", "logit")
 PERTURB_SPACES = ("input", "feature")
+MASK_NORMS = ("upsampled", "feature")
 
 
 def check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
@@ -51,7 +53,7 @@ def class_scores(logits: Tensor, targets: Tensor, score: ScoreType) -> Tensor:
 
 
 def score_masked_inputs(
-    model: nn.Module,
+    model: Callable[[Tensor], Tensor],
     images: Tensor,
     maps: Tensor,
     targets: Tensor,
@@ -62,11 +64,14 @@ def score_masked_inputs(
     perturb: PerturbSpace = "input",
     align_corners: bool = False,
     norm_eps: float = 0.0,
+    mask_norm: MaskNorm = "upsampled",
     progress: Progress = False,
 ) -> Tensor:
     """Score ``f(X_b ⊙ H^k)_c`` for every selected (b, k); returns (B, K) float32 with 0 where not selected.
 
     Args:
+        model: the model, or the :class:`~.speed.ScoringForward` of :func:`~.speed.fast_forward`; the
+            masked input buffer is built in its ``memory_format`` (NCHW for a plain model).
         images: (B, C, H, W) normalised input X.
         maps: (B, K, h, w) maps M^k the masks are made from.
         targets: (B,) class of each image.
@@ -77,11 +82,19 @@ def score_masked_inputs(
             X is downsized to (h, w) (bilinear, antialiased), multiplied by H^k and resized back to (H, W)
             (bilinear) before scoring (Algorithm 1, steps 8-9 of the Grad++ScoreCAM paper).
         align_corners: for the mask upsampling (pytorch-grad-cam uses True).
-        norm_eps: added to max - min in the mask normalisation (pytorch-grad-cam uses 1e-8).
+        norm_eps: added to max - min in the mask normalisation (pytorch-grad-cam and torchcam use 1e-8).
+        mask_norm: with ``perturb="input"``, ``"upsampled"`` normalises the upsampled mask,
+            H^k = minmax(Up(M^k)) (Score-CAM authors, pytorch-grad-cam); ``"feature"`` normalises before
+            upsampling, H^k = Up(minmax(M^k)) (torchcam 0.5). Bilinear upsampling stays within [0, 1] but
+            need not reach 0 and 1, so the two differ slightly.
         progress: True for a tqdm bar, or a callable ``(done, total)`` called after each chunk.
+
+    Memory: one (batch_size, C, H, W) buffer holds each chunk's masked inputs and masks are upsampled per
+    chunk, so the peak does not grow with K (tests/test_speed.py checks the buffer is reused).
     """
     check_choice("score", score, SCORE_TYPES)
     check_choice("perturb", perturb, PERTURB_SPACES)
+    check_choice("mask_norm", mask_norm, MASK_NORMS)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     size = (images.shape[-2], images.shape[-1])
@@ -93,11 +106,17 @@ def score_masked_inputs(
         if perturb == "feature":
             small = F.interpolate(images, size=maps.shape[-2:], mode="bilinear", align_corners=False, antialias=True)
         else:
-            buffer = images.new_empty((min(batch_size, max(total, 1)), *images.shape[1:]))
+            memory_format = getattr(model, "memory_format", torch.contiguous_format)
+            shape = (min(batch_size, max(total, 1)), *images.shape[1:])
+            buffer = torch.empty(shape, dtype=images.dtype, device=images.device, memory_format=memory_format)
         for start in range(0, total, batch_size):
             b, k = pairs[start : start + batch_size].unbind(1)
             if perturb == "input":
-                masks = minmax_normalize(upsample(maps[b, k].float(), size, align_corners), norm_eps)
+                chunk_maps = maps[b, k].float()
+                if mask_norm == "upsampled":
+                    masks = _minmax_normalize_(upsample(chunk_maps, size, align_corners), norm_eps)
+                else:
+                    masks = upsample(minmax_normalize(chunk_maps, norm_eps), size, align_corners)
                 masked = torch.index_select(images, 0, b, out=buffer[: len(b)])
                 masked.mul_(masks.unsqueeze(1).to(masked.dtype))
             else:
@@ -107,6 +126,18 @@ def score_masked_inputs(
             report(min(start + batch_size, total))
     report(None)
     return out
+
+
+def _minmax_normalize_(maps: Tensor, eps: float) -> Tensor:
+    """In-place :func:`~.postprocess.minmax_normalize` of freshly upsampled masks, with the same result.
+
+    The masks are the chunk's largest temporaries (batch_size x H x W); normalising them in place saves
+    three of them per chunk. A constant map has ``maps - lo == 0``, divided by 1 it stays 0.
+    """
+    lo, hi = torch.aminmax(maps.flatten(-2), dim=-1)
+    lo, span = lo[..., None, None], (hi - lo + eps)[..., None, None]
+    denominator = torch.where(span > 0, span.clamp_min(torch.finfo(maps.dtype).tiny), torch.ones_like(span))
+    return maps.sub_(lo).div_(denominator)
 
 
 def _progress_reporter(progress: Progress, total: int) -> Callable[[int | None], None]:
