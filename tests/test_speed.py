@@ -306,3 +306,30 @@ def test_in_place_mask_normalisation_equals_minmax_normalize(eps):
     maps[1] = 0.25  # constant: must become zeros
     maps[2] = torch.linspace(0, 1e-30, 81).view(9, 9)  # tiny span
     assert torch.equal(_minmax_normalize_(maps.clone(), eps), minmax_normalize(maps, eps))
+
+
+def test_padded_last_chunk_gives_the_same_scores_with_one_input_shape():
+    """On CUDA with cuDNN autotuning every chunk runs at the full size (one autotuning run, not one per image);
+    the padded rows are dropped, so the scores equal the unpadded ones. Checked on CPU by setting the flag."""
+    images = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    model = _net_with_channels(24).eval()
+    maps = torch.rand(2, 24, 6, 6, generator=torch.Generator().manual_seed(1))
+    selected = torch.rand(2, 24, generator=torch.Generator().manual_seed(2)) > 0.3  # 2*24*0.7: a short last chunk
+    targets = torch.tensor([0, 1])
+    assert int(selected.sum()) % 8 != 0
+
+    class Padded:
+        pad_chunks = True
+        memory_format = torch.contiguous_format
+        sizes: list[int] = []
+
+        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+            self.sizes.append(len(x))
+            return model(x)
+
+    padded = Padded()
+    expected = score_masked_inputs(model, images, maps, targets, selected, batch_size=8)
+    got = score_masked_inputs(padded, images, maps, targets, selected, batch_size=8)
+    assert set(padded.sizes) == {8}
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-8)
+    assert torch.count_nonzero(got) == int(selected.sum())

@@ -39,7 +39,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -163,6 +163,8 @@ def evaluate(
 
     model = spec.model.to(device).eval()
     explainers = {name: _make_explainer(name, model, layer, batch_size, options.get(name, {})) for name in names}
+    if torch.device(device).type == "cuda" and todo:
+        _warm_up(explainers.values(), spec, todo[0], device)
     bar = _progress_bar(len(shard), len(shard) - len(todo), progress)
     try:
         for record in todo:
@@ -309,6 +311,16 @@ def _evaluate_one(
         notes.append("Y <= 0: drop undefined")
     row["note"] = "; ".join(notes)
     return row
+
+
+def _warm_up(explainers: Iterable[BaseCAM | None], spec: ModelSpec, record: ImageRecord, device: torch.device | str) -> None:
+    """One untimed call of each explainer: on CUDA the first calls pay for context set-up and cuDNN
+    autotuning (seconds), which would otherwise land in the first image's ``seconds``."""
+    images, _ = load_batch([record], spec.transform)
+    for explainer in explainers:
+        if explainer is not None:
+            explainer(images.to(device))
+    _synchronize(device)
 
 
 def _make_explainer(name: str, model: torch.nn.Module, layer: str, batch_size: int, options: Mapping[str, Any]) -> BaseCAM | None:

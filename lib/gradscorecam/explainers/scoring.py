@@ -89,6 +89,9 @@ def score_masked_inputs(
             need not reach 0 and 1, so the two differ slightly.
         progress: True for a tqdm bar, or a callable ``(done, total)`` called after each chunk.
 
+    A ``model`` with ``pad_chunks`` true (see :class:`~.speed.ScoringForward`) gets every chunk at the full
+    chunk size, a short last one padded with an earlier chunk's inputs whose scores are dropped.
+
     Memory: one (batch_size, C, H, W) buffer holds each chunk's masked inputs and masks are upsampled per
     chunk, so the peak does not grow with K (tests/test_speed.py checks the buffer is reused).
     """
@@ -98,6 +101,7 @@ def score_masked_inputs(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     size = (images.shape[-2], images.shape[-1])
+    pad_chunks = bool(getattr(model, "pad_chunks", False))
     out = torch.zeros(selected.shape, dtype=torch.float32, device=images.device)
     pairs = selected.nonzero()
     total = len(pairs)
@@ -122,7 +126,13 @@ def score_masked_inputs(
             else:
                 masks = minmax_normalize(maps[b, k].float(), norm_eps)
                 masked = upsample(small[b] * masks.unsqueeze(1).to(small.dtype), size)
-            out[b, k] = class_scores(model(masked), targets[b], score)
+            if perturb == "input" and pad_chunks and len(b) < len(buffer):
+                # One input shape for every chunk: the rows past len(b) hold an earlier chunk's inputs, and
+                # are scored and dropped (samples are independent in an eval-mode network).
+                logits = model(buffer)[: len(b)]
+            else:
+                logits = model(masked)
+            out[b, k] = class_scores(logits, targets[b], score)
             report(min(start + batch_size, total))
     report(None)
     return out

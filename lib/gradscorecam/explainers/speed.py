@@ -76,7 +76,9 @@ class ScoringForward:
     """``forward(x) -> logits`` for masked inputs: the prepared model, under inference mode and autocast.
 
     ``memory_format`` is the format the engine should build its input buffer in, so that no copy is
-    needed before the model sees it.
+    needed before the model sees it. ``pad_chunks`` (on CUDA with cuDNN autotuning) asks the engine to run a
+    short last chunk at the full chunk size: cuDNN autotunes once per input shape, and a last chunk whose
+    size varies from image to image would otherwise trigger a new autotuning run (seconds) per image.
     """
 
     def __init__(self, model: nn.Module, device: torch.device, speed: ScoringSpeed) -> None:
@@ -84,6 +86,7 @@ class ScoringForward:
         self.memory_format = torch.channels_last if speed.channels_last else torch.contiguous_format
         self._autocast = speed.autocast
         self._device_type = device.type
+        self.pad_chunks = speed.cudnn_benchmark and device.type == "cuda"
 
     def __call__(self, inputs: Tensor) -> Tensor:
         if inputs.dim() == 4:
