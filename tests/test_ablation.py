@@ -25,9 +25,9 @@ def test_configs_cover_readings_and_budgets_without_duplicates():
     configs = ablation.ablation_configs([16, 64, None], reading_budget=64)
     labels = [c.label for c in configs]
     assert len(labels) == len(set(labels)) == 16 + 2  # 64 for the default reading is already there
-    assert "gradient/input/zeros/score @ 16" in labels and "gradient/input/zeros/score @ all" in labels
+    assert "activation/input/zeros/score @ 16" in labels and "activation/input/zeros/score @ all" in labels
     assert configs[0].options() == {**ablation.readings()[0], "max_channels": 64}
-    assert configs[0].slug == "gradient-input-zeros-score-64"
+    assert configs[0].slug == "activation-input-zeros-score-64"
 
 
 def _table() -> pd.DataFrame:
@@ -106,15 +106,15 @@ def test_gap_layer_twins_are_not_recomputed(gap_net, tmp_path):
     spec = tiny_spec(gap_net, "layer")
     assert ablation.followed_by_gap_linear(spec, "layer", size=16)
     assert not ablation.followed_by_gap_linear(spec, "block", size=16)
-    gradient = ablation.Config(ablation.readings()[0], 4)
-    activation = ablation.Config({**ablation.readings()[0], "mask_source": "activation"}, 4)
+    activation = ablation.Config(ablation.readings()[0], 4)
+    gradient = ablation.Config({**ablation.readings()[0], "mask_source": "gradient"}, 4)
     records = [ImageRecord("a", image, 1)]
-    table = ablation.run_ablation(spec, records, [gradient, activation], tmp_path / "out", layer="layer",
+    table = ablation.run_ablation(spec, records, [activation, gradient], tmp_path / "out", layer="layer",
                                   baselines=(), deletion_steps=4, progress=False)  # fmt: skip
-    assert table.loc[1, "note"].startswith("identical by construction to gradient/input/zeros/score @ 4")
-    assert table.loc[1, "mask_source"] == "activation"
-    # and it is true: computing the activation reading gives the same numbers
-    computed = ablation.run_ablation(spec, records, [activation], tmp_path / "out2", layer="layer", baselines=(),
+    assert table.loc[1, "note"].startswith("identical by construction to activation/input/zeros/score @ 4")
+    assert table.loc[1, "mask_source"] == "gradient"
+    # and it is true: computing the gradient reading gives the same numbers
+    computed = ablation.run_ablation(spec, records, [gradient], tmp_path / "out2", layer="layer", baselines=(),
                                      deletion_steps=4, progress=False)  # fmt: skip
     for name in ("average_drop", "average_increase", "deletion_auc", "insertion_auc"):
         assert computed.loc[0, name] == pytest.approx(table.loc[0, name], abs=1e-5)

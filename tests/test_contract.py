@@ -312,7 +312,7 @@ def test_make_explainer_passes_only_the_options_that_apply(gap_net):
     reading = make_explainer(
         "Grad++ScoreCAM", gap_net, "layer", max_channels=4, overrides={"Grad++ScoreCAM": {"baseline": None}}
     )
-    assert reading.options() == {"mask_source": "gradient", "perturb": "input", "baseline": None,
+    assert reading.options() == {"mask_source": "activation", "perturb": "input", "baseline": None,
                                  "combine": "score", "max_channels": 4}  # fmt: skip
     assert type(make_explainer("CAM", gap_net, "layer", max_channels=4)).__name__ == "CAM"
     with pytest.raises(ValueError, match="unknown method 'GradCAM'; choose from 'CAM', 'Grad-CAM'"):

@@ -45,7 +45,7 @@ def test_gradpp_scorecam_reduces_to_scorecam_exactly(gap_net, vgg_net, images):
 def test_gradient_masks_follow_gradcampp_terms(vgg_net, images):
     # mask_source="gradient": M^k = a^k * ReLU(G^k) * A^k, scored at the input resolution, baseline subtracted.
     image, target = images[:1], 2
-    explanation = GradPlusPlusScoreCAM(vgg_net, "features.3").explain(image, target)
+    explanation = GradPlusPlusScoreCAM(vgg_net, "features.3", mask_source="gradient", max_channels=None).explain(image, target)
     reference = GradCAMPlusPlus(vgg_net, "features.3").explain(image, target)
     alpha, grads, acts = reference.details["pixel_weights"][0], reference.details["gradients"][0], reference.activations[0]
     masks = alpha * torch.relu(grads) * acts
@@ -64,7 +64,9 @@ def test_gradient_masks_follow_gradcampp_terms(vgg_net, images):
 def test_feature_perturbation_is_the_papers_steps_8_and_9(vgg_net, images):
     # perturb="feature": downsize X to (h, w), multiply by minmax(M^k), resize back, score.
     image, target = images[:1], 5
-    explanation = GradPlusPlusScoreCAM(vgg_net, "features.3", perturb="feature", baseline=None).explain(image, target)
+    explanation = GradPlusPlusScoreCAM(
+        vgg_net, "features.3", mask_source="gradient", perturb="feature", baseline=None, max_channels=None
+    ).explain(image, target)
     acts = explanation.activations[0]
     masks = explanation.details["pixel_weights"][0] * torch.relu(explanation.details["gradients"][0]) * acts
     small = F.interpolate(image, size=acts.shape[-2:], mode="bilinear", align_corners=False, antialias=True)

@@ -28,7 +28,7 @@ from .summary import summarize
 
 #: The open choices of the paper and their values, the first being the library's default.
 CHOICES: dict[str, tuple[Any, ...]] = {
-    "mask_source": ("gradient", "activation"),
+    "mask_source": ("activation", "gradient"),
     "perturb": ("input", "feature"),
     "baseline": ("zeros", None),
     "combine": ("score", "score_x_grad"),
@@ -47,7 +47,7 @@ def readings() -> list[dict[str, Any]]:
 
 
 def reading_label(reading: Mapping[str, Any]) -> str:
-    """Short label, e.g. ``gradient/input/zeros/score``."""
+    """Short label, e.g. ``activation/input/zeros/score``."""
     return "/".join(str(reading[key]) for key in CHOICES)
 
 
@@ -115,7 +115,7 @@ def run_ablation(
     rows: list[dict[str, Any]] = []
     done: dict[str, dict[str, Any]] = {}
     for config in configs:
-        twin = _gradient_twin(config) if shortcut else None
+        twin = _mask_source_twin(config) if shortcut else None
         if twin is not None and twin.label in done:
             # Right before global average pooling + linear, G^k is constant over space: with a channel budget
             # (channels with w_k > 0 only) both mask sources give the same masks, hence the same numbers.
@@ -158,11 +158,16 @@ def followed_by_gap_linear(spec: ModelSpec, layer: str, size: int = 224) -> bool
     return True
 
 
-def _gradient_twin(config: Config) -> Config | None:
-    """The mask_source="gradient" configuration that gives the same numbers right before GAP + linear."""
-    if config.reading["mask_source"] != "activation" or config.max_channels is None:
+def _mask_source_twin(config: Config) -> Config | None:
+    """The configuration with the other mask source, which gives the same numbers right before GAP + linear.
+
+    Only with a channel budget: then both score the channels with w_k > 0, whose gradient maps are A^k times
+    a positive constant. Without one, ``"activation"`` also scores the channels with w_k = 0.
+    """
+    if config.max_channels is None:
         return None
-    return Config({**config.reading, "mask_source": "gradient"}, config.max_channels)
+    other = "gradient" if config.reading["mask_source"] == "activation" else "activation"
+    return Config({**config.reading, "mask_source": other}, config.max_channels)
 
 
 def _summary_row(results: pd.DataFrame, records: Sequence[ImageRecord], method: str, layer: str, label: str,
