@@ -118,3 +118,15 @@ def test_gap_layer_twins_are_not_recomputed(gap_net, tmp_path):
                                      deletion_steps=4, progress=False)  # fmt: skip
     for name in ("average_drop", "average_increase", "deletion_auc", "insertion_auc"):
         assert computed.loc[0, name] == pytest.approx(table.loc[0, name], abs=1e-5)
+
+
+def test_indistinguishable_needs_each_mean_inside_the_others_interval_on_every_metric():
+    def row(config, value, half):
+        return {"config": config, **{k: value for k in ablation.QUALITY},
+                **{f"{k}_low": value - half for k in ablation.QUALITY}, **{f"{k}_high": value + half for k in ablation.QUALITY}}
+
+    table = pd.DataFrame([row("a", 1.0, 0.5), row("b", 1.4, 0.5), row("c", 1.4, 0.1)])
+    assert ablation.indistinguishable(table, "a", "b")
+    assert not ablation.indistinguishable(table, "a", "c")  # c's mean is in a's interval, not a's in c's
+    table.loc[1, "insertion_auc"] = 2.0  # one metric apart is enough
+    assert not ablation.indistinguishable(table, "a", "b")

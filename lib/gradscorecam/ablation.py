@@ -209,6 +209,18 @@ def rank_configs(table: pd.DataFrame, max_seconds: float | None = None) -> pd.Da
     return ours.sort_values(["mean_rank", "seconds_per_image"])
 
 
+def indistinguishable(table: pd.DataFrame, label: str, other: str) -> bool:
+    """Whether configurations ``label`` and ``other`` (``config`` column) cannot be told apart: on every
+    metric of :data:`QUALITY`, each one's mean lies within the other's 95 % bootstrap interval."""
+    rows = table.set_index("config")
+    for name in QUALITY:
+        a, b = rows.loc[label], rows.loc[other]
+        for x, y in ((a, b), (b, a)):
+            if not y[f"{name}_low"] <= x[name] <= y[f"{name}_high"]:
+                return False
+    return True
+
+
 def claims(table: pd.DataFrame) -> pd.DataFrame:
     """The paper's claims per Grad++ScoreCAM configuration and layer: lower Average Drop and higher Average
     Increase than Grad-CAM++ and than Score-CAM, and faster than Score-CAM. "yes*" marks a difference whose
