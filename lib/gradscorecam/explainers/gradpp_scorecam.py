@@ -36,12 +36,13 @@ f(·) is the softmax probability of the class (Score-CAM's choice; the paper doe
 
 Why these defaults: the ablation chose them (``notebooks/06_ablation.ipynb``, :mod:`gradscorecam.ablation`;
 measured on the MobileNetV2 of ``../shared`` and 50 ImageNet photographs, the numbers are in the README).
-``perturb="input"`` wins by far at the usual layer (Average Drop 16.7 % against 29.6-59.4 % in the feature
+``perturb="input"`` wins by far at the usual layer (Average Drop 16.7 % against 29.4-59.6 % in the feature
 space). ``mask_source="activation"`` gives the same masks as ``"gradient"`` there (see below) and better ones
-at an inner layer (deletion AUC 0.160 against 0.244). ``baseline`` and ``combine`` change little (within the
+at an inner layer (deletion AUC 0.160 against 0.243). ``baseline`` and ``combine`` change little (within the
 confidence intervals); Eq. 12's baseline and Eq. 14's scores-only weights are kept. ``max_channels=64``: the
 64 channels with the largest Grad-CAM++ weights explain as well as all of them (Average Drop 16.7 % against
-17.2 %, Score-CAM 17.8 %) for a fraction of the masked passes (1280 at MobileNetV2's head); 16 or 32 lose.
+17.6 %, Score-CAM 17.8 %) for a twentieth of the masked passes (1280 at MobileNetV2's head); 16 or 32
+lose. At an inner layer (MobileNetV2 ``blocks.13``) 64 is too few: every channel with w_k > 0 was best there.
 The paper's literal step 9 stays available as ``mask_source="gradient"``, and ``max_channels=None`` scores
 every channel. With ``mask_source="activation", perturb="input", baseline=None, combine="score",
 max_channels=None`` the method is exactly Score-CAM (tested). At a layer followed directly by global
