@@ -12,7 +12,7 @@ from PIL import Image
 from gradscorecam import GradCAM, GradPlusPlusScoreCAM, ScoreCAM, SmoothGradCAMPlusPlus
 from gradscorecam.errors import DataSourceError, GradScoreCAMError
 from gradscorecam.explorer import LRUCache, ResultKey, as_model_like, decode_image_bytes, estimate_seconds, find_classes
-from gradscorecam.explorer.compute import _Stopped, method_tag, run_method
+from gradscorecam.explorer.compute import _Stopped, method_options, method_tag, run_method
 from gradscorecam.explorer.sources import folder_images, upload_key, uploaded_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +90,17 @@ def test_estimates_grow_with_the_channels_to_score():
     # the budget is part of the cache key, the batch size is not
     assert method_tag("Score-CAM", ScoreCAM, {"max_channels": 64, "batch_size": 8}) == "Score-CAM [64 channels]"
     assert method_tag("Grad-CAM", GradCAM, {}) == "Grad-CAM"
+
+
+def test_no_budget_leaves_each_method_its_own_default():
+    """The explorer's "0 = default": Score-CAM scores every channel, Grad++ScoreCAM its default 64."""
+    assert "max_channels" not in method_options(GradPlusPlusScoreCAM, None, 32)
+    assert method_options(ScoreCAM, 8, 32) == {"max_channels": 8, "batch_size": 32}
+    assert method_tag("Grad++ScoreCAM", GradPlusPlusScoreCAM, method_options(GradPlusPlusScoreCAM, None, 32)) == (
+        "Grad++ScoreCAM [64 channels]"
+    )
+    assert method_tag("Score-CAM", ScoreCAM, method_options(ScoreCAM, None, 32)) == "Score-CAM [all channels]"
+    assert estimate_seconds(GradPlusPlusScoreCAM, 2048, {}, 0.5, 32) == pytest.approx((64 + 3) / 64)
 
 
 def test_stop_request_ends_a_score_computation_and_restores_the_model(images):

@@ -8,6 +8,7 @@ score-based methods, the channel weights for the gradient methods).
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -112,10 +113,16 @@ def is_score_based(method: type[BaseCAM]) -> bool:
 def method_options(
     method: type[BaseCAM], max_channels: int | None, batch_size: int, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Constructor options for ``method``: the channel budget and batch size go to the score-based methods only."""
+    """Constructor options for ``method``: the channel budget and batch size go to the score-based methods only.
+
+    ``max_channels=None`` leaves each method its own default (every channel for Score-CAM, 64 for
+    Grad++ScoreCAM); an int caps both.
+    """
     options: dict[str, Any] = {}
     if is_score_based(method):
-        options.update(max_channels=max_channels, batch_size=batch_size)
+        options.update(batch_size=batch_size)
+        if max_channels is not None:
+            options.update(max_channels=max_channels)
     elif issubclass(method, SmoothGradCAMPlusPlus):
         options.update(batch_size=batch_size)
     options.update(extra or {})
@@ -129,8 +136,16 @@ def method_tag(name: str, method: type[BaseCAM], options: Mapping[str, Any]) -> 
     """
     if not is_score_based(method):
         return name
-    budget = options.get("max_channels")
+    budget = channel_budget(method, options)
     return f"{name} [{'all' if budget is None else budget} channels]"
+
+
+def channel_budget(method: type[BaseCAM], options: Mapping[str, Any]) -> int | None:
+    """The ``max_channels`` a score-based method will use: the option if given, else the class default."""
+    if "max_channels" in options:
+        return options["max_channels"]
+    parameter = inspect.signature(method.__init__).parameters.get("max_channels")
+    return None if parameter is None else parameter.default
 
 
 def channels_to_score(channels: int, max_channels: int | None) -> int:
@@ -170,7 +185,7 @@ def estimate_seconds(
     """
     per_image = seconds_per_pass / batch_size
     if is_score_based(method):
-        return (channels_to_score(channels, options.get("max_channels")) + 3) * per_image
+        return (channels_to_score(channels, channel_budget(method, options)) + 3) * per_image
     if issubclass(method, SmoothGradCAMPlusPlus):
         return 3 * per_image * int(options.get("n_samples", 25))
     return 3 * per_image

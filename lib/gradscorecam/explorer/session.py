@@ -47,7 +47,8 @@ class Session:
         images: display name -> :class:`~.sources.ImageEntry`, a function returning a PIL image, or an image.
         methods: display name -> explainer class (default: the six of :data:`gradscorecam.METHODS`).
         options: per-method extra constructor options, e.g. ``{"SmoothGrad-CAM++": {"n_samples": 8}}``.
-        max_channels: channel budget of the score-based methods (None: every channel, the exact method).
+        max_channels: channel budget of the score-based methods (None: each method's default, every channel
+            for Score-CAM and 64 for Grad++ScoreCAM).
         batch_size: masked inputs per forward pass of the score-based methods.
         cache_size: how many finished maps are kept.
         teaching_channels: how many channels the teaching view shows per method.

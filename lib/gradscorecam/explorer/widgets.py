@@ -28,7 +28,16 @@ from ..errors import GradScoreCAMError
 from ..explainers import METHODS, BaseCAM
 from ..plotting import RANDOM_WEIGHTS_MARK, to_display_image
 from .cache import LRUCache, ResultKey
-from .compute import TeachingView, _Stopped, class_name, find_classes, is_score_based, top_classes
+from .compute import (
+    TeachingView,
+    _Stopped,
+    channel_budget,
+    channels_to_score,
+    class_name,
+    find_classes,
+    is_score_based,
+    top_classes,
+)
 from .render import Cell, maps_figure, png_bytes, teaching_figure
 from .session import Session
 from .sources import (
@@ -97,7 +106,7 @@ class Explorer:
         methods: display name -> explainer class; default the six methods of the paper.
         initial_methods: the methods ticked at start.
         options: extra constructor options per method, e.g. ``{"SmoothGrad-CAM++": {"n_samples": 8}}``.
-        max_channels: channel budget of the score-based methods at start (None: all channels, exact).
+        max_channels: channel budget of the score-based methods at start (None: each method's default).
         batch_size: masked inputs per forward pass of the score-based methods.
         warn_seconds: score-based computations estimated longer than this wait for "Compute anyway".
         background: compute in a background thread, so the widgets stay responsive and the Stop button works.
@@ -213,7 +222,7 @@ class Explorer:
         }
         self.opacity_slider = widgets.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="opacity", style=style, layout=wide)
         self.channels_input = widgets.BoundedIntText(
-            value=s.max_channels or 0, min=0, max=100_000, description="channels scored (0 = all)",
+            value=s.max_channels or 0, min=0, max=100_000, description="channels scored (0 = default)",
             style={"description_width": "170px"}, layout=widgets.Layout(width="260px"),
         )  # fmt: skip
         self.message = widgets.HTML("")
@@ -575,7 +584,7 @@ class Explorer:
                     if seconds > self.warn_seconds:
                         self._deferred[s.key(name)] = f"not computed: estimated {seconds:.0f} s. Press “Compute anyway”."
                         total = s.layers[s.layer][0]  # type: ignore[index]
-                        n = min(total, s.max_channels or total)
+                        n = channels_to_score(total, channel_budget(s.methods[name], s.options(name)))
                         self._say(
                             f"{name} would take about {seconds:.0f} s here: {n} of {total} channels to score, one "
                             f"forward pass each, on {_device(s)}. Press “Compute anyway”, or set fewer channels to score.",
