@@ -68,7 +68,6 @@ from .scoring import (
     check_choice,
     class_scores,
     non_constant_channels,
-    score_masked_inputs,
     top_channels,
 )
 
@@ -160,17 +159,7 @@ class GradPlusPlusScoreCAM(ScoreBasedCAM):
 
         baseline_score = torch.zeros(len(activations), device=activations.device)
         with self._scoring_forward(captured.images.device) as forward:
-            channel_scores = score_masked_inputs(
-                forward,
-                captured.images,
-                maps,
-                captured.targets,
-                selected,
-                batch_size=self.batch_size,
-                score="probability",
-                perturb=self.perturb,
-                progress=self.progress,
-            )
+            channel_scores = self._score_channels(forward, captured, maps, selected, perturb=self.perturb)
             if self.baseline == "zeros":  # scored by the same forward as the masked inputs, so α_k compares like with like
                 zero_logits = forward(torch.zeros_like(captured.images[:1]))
                 baseline_score = class_scores(zero_logits.expand(len(activations), -1), captured.targets, "probability")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from .base import BaseCAM
+from .base import BaseCAM, Captured
 from .layers import LayerSpec
-from .scoring import Progress
+from .scoring import Progress, score_masked_inputs
 from .speed import ScoringForward, ScoringSpeed, fast_forward
 
 
@@ -58,3 +59,13 @@ class ScoreBasedCAM(BaseCAM):
     def _scoring_forward(self, device: torch.device) -> AbstractContextManager[ScoringForward]:
         """The forward function of this call's masked passes (inside the model state guard)."""
         return fast_forward(self.model, device, self.speed)
+
+    def _score_channels(
+        self, forward: ScoringForward, captured: Captured, maps: Tensor, selected: Tensor, **options: Any
+    ) -> Tensor:
+        """Scores of the selected masked inputs of this call, chunked by ``batch_size`` (see
+        :func:`~.scoring.score_masked_inputs`, which ``options`` go to)."""
+        return score_masked_inputs(
+            forward, captured.images, maps, captured.targets, selected, batch_size=self.batch_size,
+            progress=self.progress, **options,
+        )  # fmt: skip

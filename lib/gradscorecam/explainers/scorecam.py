@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from .base import Captured
 from .layers import LayerSpec
 from .score_based import ScoreBasedCAM
-from .scoring import check_choice, non_constant_channels, score_masked_inputs, top_channels
+from .scoring import check_choice, non_constant_channels, top_channels
 
 ScoreCAMVariant = Literal["authors", "pytorch-grad-cam", "torchcam"]
 VARIANTS = ("authors", "pytorch-grad-cam", "torchcam")
@@ -86,15 +86,6 @@ class ScoreCAM(ScoreBasedCAM):
         else:  # the reference libraries score every channel
             selected = torch.ones(activations.shape[:2], dtype=torch.bool, device=activations.device)
         with self._scoring_forward(captured.images.device) as forward:
-            scores = score_masked_inputs(
-                forward,
-                captured.images,
-                activations,
-                captured.targets,
-                selected,
-                batch_size=self.batch_size,
-                progress=self.progress,
-                **_VARIANT_OPTIONS[self.variant],  # type: ignore[arg-type]
-            )
+            scores = self._score_channels(forward, captured, activations, selected, **_VARIANT_OPTIONS[self.variant])
         weights = scores if self.variant == "authors" else torch.softmax(scores, dim=1)
         return weights, {"channel_scores": scores, "scored": selected}
