@@ -223,7 +223,7 @@ class Explorer:
         self.opacity_slider = widgets.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="opacity", style=style, layout=wide)
         self.channels_input = widgets.BoundedIntText(
             value=s.max_channels or 0, min=0, max=100_000, description="channels scored (0 = default)",
-            style={"description_width": "170px"}, layout=widgets.Layout(width="260px"),
+            style={"description_width": "200px"}, layout=widgets.Layout(width="290px"),
         )  # fmt: skip
         self.message = widgets.HTML("")
         self.compute_button = widgets.Button(description="Compute anyway", button_style="warning", layout=widgets.Layout(display="none"))
