@@ -268,8 +268,10 @@ def pareto_plot(table: pd.DataFrame, title: str | None = None, random_weights: b
                            color=_BASELINE_COLOURS.get(base["method"], "tab:gray"), zorder=3)  # fmt: skip
             front = part[ours & pareto_front(part.where(ours), name, higher)].sort_values("seconds_per_image")
             ax.plot(front["seconds_per_image"], front[name], color="tab:blue", lw=1)
-            for _, point in front.iterrows():
-                ax.annotate(point["config"], (point["seconds_per_image"], point[name]), fontsize=6)
+            # Twins (e.g. both mask sources before GAP + linear) sit on one point: one label, with a count.
+            for (x, y), same in front.groupby(["seconds_per_image", name], sort=False):
+                more = f" (+{len(same) - 1} identical)" if len(same) > 1 else ""
+                ax.annotate(same["config"].iloc[0] + more, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
             _log_axis(ax.xaxis)
             ax.set_xlabel("seconds per image (log)")
             ax.set_title(f"{name.replace('_', ' ')} ({'higher' if higher else 'lower'} is better)\nlayer {layer}", fontsize=9)
