@@ -316,10 +316,10 @@ def _evaluate_one(
 def _warm_up(explainers: Iterable[BaseCAM | None], spec: ModelSpec, record: ImageRecord, device: torch.device | str) -> None:
     """One untimed call of each explainer: on CUDA the first calls pay for context set-up and cuDNN
     autotuning (seconds), which would otherwise land in the first image's ``seconds``."""
-    images, _ = load_batch([record], spec.transform)
+    images = load_batch([record], spec.transform)[0].to(device)
     for explainer in explainers:
         if explainer is not None:
-            explainer(images.to(device))
+            explainer(images)
     _synchronize(device)
 
 

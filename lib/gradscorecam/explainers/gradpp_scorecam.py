@@ -65,6 +65,7 @@ from .score_based import ScoreBasedCAM
 from .scoring import (
     PERTURB_SPACES,
     PerturbSpace,
+    check_budget,
     check_choice,
     class_scores,
     non_constant_channels,
@@ -125,8 +126,7 @@ class GradPlusPlusScoreCAM(ScoreBasedCAM):
         check_choice("perturb", perturb, PERTURB_SPACES)
         check_choice("baseline", baseline, ("zeros", None))
         check_choice("combine", combine, ("score", "score_x_grad"))
-        if max_channels is not None and (not isinstance(max_channels, int) or max_channels < 1):
-            raise ValueError(f"max_channels must be None or a positive int, got {max_channels!r}")
+        check_budget(max_channels)
         self.mask_source = mask_source
         self.perturb = perturb
         self.baseline = baseline

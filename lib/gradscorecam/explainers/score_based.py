@@ -20,7 +20,7 @@ class ScoreBasedCAM(BaseCAM):
     Args:
         batch_size: masked inputs per forward pass. Memory is bounded by it, not by the channel count K.
         progress: True for a tqdm bar over the masked passes, or a callable ``(done, total)``.
-        channels_last: build the masked inputs in channels-last memory format (default True; ~1.5x on CPU).
+        channels_last: build the masked inputs in channels-last memory format (default True; 1.2-1.4x on CPU).
         fuse_batchnorm: run the masked passes on a cached copy of the model with BatchNorm folded into the
             convolutions (default True; exact up to float rounding; the user's model is not modified).
         autocast: None (default, float32), ``torch.bfloat16``/``"bf16"`` or ``torch.float16``/``"fp16"``:

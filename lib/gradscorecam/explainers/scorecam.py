@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from .base import Captured
 from .layers import LayerSpec
 from .score_based import ScoreBasedCAM
-from .scoring import check_choice, non_constant_channels, top_channels
+from .scoring import check_budget, check_choice, non_constant_channels, top_channels
 
 ScoreCAMVariant = Literal["authors", "pytorch-grad-cam", "torchcam"]
 VARIANTS = ("authors", "pytorch-grad-cam", "torchcam")
@@ -70,8 +70,7 @@ class ScoreCAM(ScoreBasedCAM):
     ) -> None:
         super().__init__(model, target_layer, **kwargs)  # type: ignore[arg-type]
         check_choice("variant", variant, VARIANTS)
-        if max_channels is not None and (not isinstance(max_channels, int) or max_channels < 1):
-            raise ValueError(f"max_channels must be None or a positive int, got {max_channels!r}")
+        check_budget(max_channels)
         if max_channels is not None and variant != "authors":
             raise ValueError(f"max_channels applies to the authors' variant only; {variant} scores every channel")
         self.max_channels = max_channels

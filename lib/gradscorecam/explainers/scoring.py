@@ -39,6 +39,12 @@ def non_constant_channels(maps: Tensor) -> Tensor:
     return flat.amax(dim=-1) > flat.amin(dim=-1)
 
 
+def check_budget(max_channels: int | None) -> None:
+    """Raise ValueError unless ``max_channels`` is None (every channel) or a positive int (see :func:`top_channels`)."""
+    if max_channels is not None and (not isinstance(max_channels, int) or max_channels < 1):
+        raise ValueError(f"max_channels must be None or a positive int, got {max_channels!r}")
+
+
 def top_channels(values: Tensor, budget: int) -> Tensor:
     """(B, K) bool: per image the ``budget`` channels with the largest positive ``values``."""
     k = min(budget, values.shape[1])
