@@ -49,6 +49,7 @@ def test_gradient_masks_follow_gradcampp_terms(vgg_net, images):
     reference = GradCAMPlusPlus(vgg_net, "features.3").explain(image, target)
     alpha, grads, acts = reference.details["pixel_weights"][0], reference.details["gradients"][0], reference.activations[0]
     masks = alpha * torch.relu(grads) * acts
+    torch.testing.assert_close(explanation.details["masks"][0], masks)  # what the explorer's teaching view shows
     base = _score(vgg_net, torch.zeros_like(image), target)
     expected = torch.zeros(acts.shape[0])
     for k in range(acts.shape[0]):

@@ -83,9 +83,14 @@ def _short_reason(method: str, error: Exception) -> str:
     return f"{method} is not defined for this model"
 
 
-def _synchronized_clock(device: torch.device) -> float:
-    if device.type == "cuda":
+def synchronize(device: str | torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so a clock read after it is honest."""
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _synchronized_clock(device: torch.device) -> float:
+    synchronize(device)
     return time.perf_counter()
 
 

@@ -46,6 +46,7 @@ from typing import Any, Literal
 import pandas as pd
 import torch
 
+from .comparison import synchronize
 from .datasets.records import ImageRecord, load_batch
 from .datasets.sampling import write_image_list
 from .errors import ResultsMismatchError, UnsupportedModelError
@@ -286,7 +287,7 @@ def _evaluate_one(
         saliency = explainer(images, targets=[target])
     except UnsupportedModelError as error:
         return {**empty, "note": " ".join(f"not defined for this model: {error}".split())}
-    _synchronize(device)
+    synchronize(device)
     seconds = time.perf_counter() - start
     start = time.perf_counter()
     Y, O = explanation_scores(
@@ -301,7 +302,7 @@ def _evaluate_one(
     if boxes:
         row["pointing_hit"] = float(pointing_game(saliency, [boxes])[0])
         row["energy_pointing"] = float(energy_pointing_game(saliency, [boxes])[0])
-    _synchronize(device)
+    synchronize(device)
     row["seconds"] = seconds
     row["metric_seconds"] = time.perf_counter() - start
     notes = []
@@ -320,7 +321,7 @@ def _warm_up(explainers: Iterable[BaseCAM | None], spec: ModelSpec, record: Imag
     for explainer in explainers:
         if explainer is not None:
             explainer(images)
-    _synchronize(device)
+    synchronize(device)
 
 
 def _make_explainer(name: str, model: torch.nn.Module, layer: str, batch_size: int, options: Mapping[str, Any]) -> BaseCAM | None:
@@ -342,11 +343,6 @@ def _method_names(methods: Sequence[str] | str) -> list[str]:
     if len(set(names)) != len(names):
         raise ValueError(f"methods listed twice: {names}")
     return names
-
-
-def _synchronize(device: str | torch.device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool) -> Any:

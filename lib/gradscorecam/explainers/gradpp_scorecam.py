@@ -103,9 +103,9 @@ class GradPlusPlusScoreCAM(ScoreBasedCAM):
         batch_size, progress, channels_last, fuse_batchnorm, autocast, cudnn_benchmark: see
             :class:`~.score_based.ScoreBasedCAM` (chunking and the speed options of the masked passes).
 
-    ``details``: ``gradients``, ``pixel_weights`` (B, K, h, w); ``grad_weights`` w_k, ``channel_scores``
-    (softmax scores of the masked inputs), ``scores`` α_k, ``scored`` (bool), all (B, K); and
-    ``baseline_score`` (B,) (zeros when ``baseline=None``).
+    ``details``: ``gradients``, ``pixel_weights``, ``masks`` M^k (B, K, h, w); ``grad_weights`` w_k,
+    ``channel_scores`` (softmax scores of the masked inputs), ``scores`` α_k, ``scored`` (bool), all (B, K);
+    and ``baseline_score`` (B,) (zeros when ``baseline=None``).
     """
 
     def __init__(
@@ -168,6 +168,7 @@ class GradPlusPlusScoreCAM(ScoreBasedCAM):
         return weights, {
             "gradients": grads,
             "pixel_weights": alpha,
+            "masks": maps,
             "grad_weights": grad_weights,
             "channel_scores": channel_scores,
             "scores": scores,

@@ -74,11 +74,6 @@ class LRUCache(Generic[V]):
         with self._lock:
             return len(self._entries)
 
-    def keys(self) -> list[Hashable]:
-        """The keys, least recently used first."""
-        with self._lock:
-            return list(self._entries)
-
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -20,13 +20,14 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ..errors import InputImageError
-from ..explainers import CAM, BaseCAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, ScoreCAM, SmoothGradCAMPlusPlus
+from ..comparison import synchronize
+from ..explainers import CAM, BaseCAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, SmoothGradCAMPlusPlus
+from ..explainers.capture import model_state_guard
 from ..explainers.postprocess import minmax_normalize, upsample
+from ..explainers.score_based import ScoreBasedCAM
 from .sources import ModelLike
 
 ProgressCallback = Callable[[int, int], None]
-#: The score-based methods: one masked forward pass per channel, so their cost grows with the channel count.
-SCORE_BASED: tuple[type[BaseCAM], ...] = (ScoreCAM, GradPlusPlusScoreCAM)
 #: How each gradient or CAM method weighs its channels, for the teaching panel.
 _WEIGHT_FORMULAS: tuple[tuple[type[BaseCAM], str], ...] = (
     (SmoothGradCAMPlusPlus, "Grad-CAM++ weights with the gradients averaged over noisy copies of the image"),
@@ -63,13 +64,8 @@ def model_device(model: nn.Module) -> torch.device:
 
 def class_probabilities(model: nn.Module, images: Tensor) -> Tensor:
     """Softmax probabilities (num_classes,) of the first image, on the CPU; the model's mode is restored."""
-    training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            logits = model(images[:1])
-    finally:
-        model.train(training)
+    with model_state_guard(model), torch.no_grad():
+        logits = model(images[:1])
     if not isinstance(logits, Tensor) or logits.dim() != 2:
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise InputImageError(f"the model returned {shape}; the explorer needs a classifier returning (B, num_classes) logits.")
@@ -107,7 +103,7 @@ def find_classes(categories: Sequence[str], query: str, limit: int = 20) -> list
 # --------------------------------------------------------------------------------------- methods and their cost
 def is_score_based(method: type[BaseCAM]) -> bool:
     """Whether the method scores one masked input per channel (its cost grows with the channel count)."""
-    return issubclass(method, SCORE_BASED)
+    return issubclass(method, ScoreBasedCAM)
 
 
 def method_options(
@@ -159,18 +155,13 @@ def time_forward(model: nn.Module, images: Tensor, batch_size: int) -> float:
     Measured once per model and input size by the explorer, then used for every estimate.
     """
     batch = images[:1].expand(batch_size, *images.shape[1:]).contiguous()
-    training = model.training
-    try:
-        model.eval()
-        with torch.inference_mode():
-            model(batch[:1])
-            _synchronize(images.device)
-            start = time.perf_counter()
-            model(batch)
-            _synchronize(images.device)
-            return time.perf_counter() - start
-    finally:
-        model.train(training)
+    with model_state_guard(model), torch.inference_mode():
+        model(batch[:1])
+        synchronize(images.device)
+        start = time.perf_counter()
+        model(batch)
+        synchronize(images.device)
+        return time.perf_counter() - start
 
 
 def estimate_seconds(
@@ -267,11 +258,11 @@ def run_method(
         kwargs["progress"] = _progress_with_stop(progress, should_stop)
     explainer = method(model, layer, **kwargs)
     image = images[:1]
-    _synchronize(image.device)
+    synchronize(image.device)
     start = time.perf_counter()
     explanation = explainer.explain(image, target)
     saliency = explanation.saliency(tuple(image.shape[-2:]))[0]
-    _synchronize(image.device)
+    synchronize(image.device)
     seconds = time.perf_counter() - start
     scored = explanation.details.get("scored")
     return MethodResult(
@@ -279,7 +270,7 @@ def run_method(
         saliency=saliency.detach().float().cpu(),
         seconds=seconds,
         target=int(explanation.targets[0]),
-        channels_scored=int(scored[0].sum()) if scored is not None and is_score_based(method) else None,
+        channels_scored=int(scored[0].sum()) if scored is not None else None,
         channels_total=int(explanation.activations.shape[1]),
         teaching=teaching_view(explainer, explanation, tuple(image.shape[-2:]), teaching_channels),
     )
@@ -299,15 +290,12 @@ def teaching_view(explainer: BaseCAM, explanation: Any, size: tuple[int, int], n
     """The teaching data of one explanation (first image): best channels, their masks and values."""
     activations = explanation.activations[0].float()
     details = explanation.details
-    if isinstance(explainer, SCORE_BASED) and "channel_scores" in details:
+    if isinstance(explainer, ScoreBasedCAM) and "channel_scores" in details:
         scored = details["scored"][0].bool()
         if isinstance(explainer, GradPlusPlusScoreCAM):
             values = details["scores"][0].float()
-            if getattr(explainer, "mask_source", "gradient") == "gradient":
-                maps = details["pixel_weights"][0] * torch.relu(details["gradients"][0]) * activations
-                source = "a ⊙ ReLU(∂Y/∂A) ⊙ A"
-            else:
-                maps, source = activations, "A"
+            maps = details["masks"][0].float()
+            source = "a ⊙ ReLU(∂Y/∂A) ⊙ A" if explainer.mask_source == "gradient" else "A"
             baseline = float(details["baseline_score"][0]) if explainer.baseline is not None else None
             value_name = "α = score − baseline" if baseline is not None else "α = score"
             weighting = "α_k · w_k" if explainer.combine == "score_x_grad" else "α_k"
@@ -346,7 +334,3 @@ def _ints(values: Tensor) -> tuple[int, ...]:
 def _floats(values: Tensor) -> tuple[float, ...]:
     return tuple(float(v) for v in values.tolist())
 
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -36,6 +36,7 @@ from .compute import (
     class_name,
     find_classes,
     is_score_based,
+    model_device,
     top_classes,
 )
 from .render import Cell, maps_figure, png_bytes, teaching_figure
@@ -313,7 +314,7 @@ class Explorer:
         if image is not None:
             self.image_dropdown.value = image
         if layer is not None:
-            if layer in dict(self._options(self.layer_dropdown)).values():
+            if layer in self.session.layers:  # the layer menu's values
                 self.layer_dropdown.value = layer
             else:
                 self._guarded(lambda: self._select_layer(layer))
@@ -522,10 +523,6 @@ class Explorer:
         self._say(f"added {len(entries)} image(s) from {path}.", "info")
 
     # ---------------------------------------------------------------------------- options of controls
-    @staticmethod
-    def _options(dropdown: widgets.Dropdown) -> list[tuple[str, Any]]:
-        return [o if isinstance(o, tuple) else (str(o), o) for o in dropdown.options]
-
     def _refill_layers(self) -> None:
         s = self.session
         options = [(f"{name}   ({c}×{h}×{w})", name) for name, (c, h, w) in s.layers.items()]
@@ -587,7 +584,7 @@ class Explorer:
                         n = channels_to_score(total, channel_budget(s.methods[name], s.options(name)))
                         self._say(
                             f"{name} would take about {seconds:.0f} s here: {n} of {total} channels to score, one "
-                            f"forward pass each, on {_device(s)}. Press “Compute anyway”, or set fewer channels to score.",
+                            f"forward pass each, on {model_device(s.spec.model)}. Press “Compute anyway”, or set fewer channels to score.",
                             "warning",
                         )
         to_compute = [name for name in missing if s.key(name) not in self._deferred]
@@ -796,8 +793,3 @@ class Explorer:
 def _p(probability: float) -> str:
     """A probability for a label: two decimals, or scientific notation when smaller than 0.01."""
     return f"{probability:.2f}" if probability >= 0.01 else f"{probability:.1e}"
-
-
-def _device(session: Session) -> str:
-    param = next(session.spec.model.parameters(), None) if session.spec is not None else None
-    return str(param.device) if param is not None else "cpu"
