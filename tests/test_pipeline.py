@@ -70,6 +70,11 @@ def test_profiles(tmp_path, monkeypatch):
     assert pipeline.profile_parameters("paper", {}, tmp_path, tmp_path)["image_source"] == str(tmp_path.resolve())
     with pytest.raises(pipeline.PipelineError, match="--model-file .*nope.py: no such file"):
         pipeline.profile_parameters("smoke", {"model_file": str(tmp_path / "nope.py")}, tmp_path, tmp_path)
+    (tmp_path / "m.py").write_text("")
+    monkeypatch.setenv("HOME", str(tmp_path))  # a quoted "~/m.py" reaches us unexpanded
+    assert pipeline.profile_parameters("smoke", {"model_file": "~/m.py"}, tmp_path, tmp_path)["model_file"] == str(
+        (tmp_path / "m.py").resolve()
+    )
     with pytest.raises(pipeline.PipelineError, match="unknown profile 'fast'"):
         pipeline.profile_parameters("fast", {}, tmp_path, tmp_path)
 

@@ -110,13 +110,15 @@ def profile_parameters(profile: str, overrides: dict[str, Any], out_dir: Path, f
                 "the paper profile needs your ILSVRC2012 validation folder: pass --imagenet-val /path/to/val or set "
                 "IMAGENET_VAL (flat ILSVRC2012_val_*.JPEG with LOC_val_solution.csv, or one sub-folder per WordNet id)."
             )
-        params["image_source"] = str(Path(root).expanduser().resolve())
+        params["image_source"] = root
     for key in ("model_file", "image_source"):
         value = params.get(key)
-        if value and value not in ("builtin",) and not Path(value).exists():
+        if not value or value == "builtin":
+            continue
+        path = Path(value).expanduser().resolve()  # a quoted "~/..." is the user's home too
+        if not path.exists():
             raise PipelineError(f"--{key.replace('_', '-')} {value}: no such file or folder")
-        if value and value != "builtin":
-            params[key] = str(Path(value).expanduser().resolve())
+        params[key] = str(path)
     params["output_dir"] = str(out_dir.resolve())
     params["figures_dir"] = str(figures_dir.resolve())
     return params
