@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
+from PIL import Image
 from torch import nn
 from torchvision import transforms
 
+from gradscorecam.datasets import ImageRecord
 from gradscorecam.models import ModelSpec
 
 
@@ -62,6 +66,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def random_image_records(folder: Path, n: int, size: int = 16, class_index: int = 1, prefix: str = "im") -> list[ImageRecord]:
+    """``n`` seeded random RGB photographs of ``size`` x ``size`` saved as ``folder/<i>.png``, as image records."""
+    records = []
+    for i in range(n):
+        path = folder / f"{i}.png"
+        Image.fromarray((np.random.default_rng(i).random((size, size, 3)) * 255).astype("uint8")).save(path)
+        records.append(ImageRecord(f"{prefix}{i}", path, class_index))
+    return records
 
 
 def tiny_spec(model: nn.Module, layer: str, name: str = "tiny (test)", classes: int = 10) -> ModelSpec:

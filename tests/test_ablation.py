@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_spec
+from conftest import random_image_records, tiny_spec
 from gradscorecam import GradPlusPlusScoreCAM, ablation
-from gradscorecam.datasets import ImageRecord
-from PIL import Image
 
 
 def test_sixteen_readings_default_first():
@@ -80,11 +77,7 @@ def test_default_layers_adds_a_known_inner_layer(vgg_net):
 
 
 def test_run_ablation_end_to_end(gap_net, tmp_path):
-    paths = []
-    for i in range(2):
-        path = tmp_path / f"{i}.png"
-        Image.fromarray((np.random.default_rng(i).random((16, 16, 3)) * 255).astype("uint8")).save(path)
-        paths.append(ImageRecord(f"im{i}", path, 1))
+    paths = random_image_records(tmp_path, 2)
     spec = tiny_spec(gap_net, "layer")
     configs = ablation.ablation_configs([4], reading_budget=None)[:2] + [ablation.Config(ablation.readings()[0], 4)]
     table = ablation.run_ablation(spec, paths, configs, tmp_path / "out", layer="block", deletion_steps=4,
@@ -101,14 +94,12 @@ def test_run_ablation_end_to_end(gap_net, tmp_path):
 
 
 def test_gap_layer_twins_are_not_recomputed(gap_net, tmp_path):
-    image = tmp_path / "a.png"
-    Image.fromarray((np.random.default_rng(0).random((16, 16, 3)) * 255).astype("uint8")).save(image)
+    records = random_image_records(tmp_path, 1)
     spec = tiny_spec(gap_net, "layer")
     assert ablation.followed_by_gap_linear(spec, "layer", size=16)
     assert not ablation.followed_by_gap_linear(spec, "block", size=16)
     activation = ablation.Config(ablation.readings()[0], 4)
     gradient = ablation.Config({**ablation.readings()[0], "mask_source": "gradient"}, 4)
-    records = [ImageRecord("a", image, 1)]
     table = ablation.run_ablation(spec, records, [activation, gradient], tmp_path / "out", layer="layer",
                                   baselines=(), deletion_steps=4, progress=False)  # fmt: skip
     assert table.loc[1, "note"].startswith("identical by construction to activation/input/zeros/score @ 4")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_spec
+from conftest import random_image_records, tiny_spec
 from gradscorecam import GradCAM, experiments
 from gradscorecam.datasets import ImageRecord
 from matplotlib import pyplot as plt
@@ -63,11 +63,7 @@ def test_multi_object_images_picks_only_images_with_two_boxes(tmp_path):
 
 
 def test_method_figure_maps_and_table(gap_net, tmp_path):
-    records = []
-    for i in range(2):
-        path = tmp_path / f"{i}.png"
-        Image.fromarray((np.random.default_rng(i).random((20, 20, 3)) * 255).astype("uint8")).save(path)
-        records.append(ImageRecord(f"img{i}", path, 3))
+    records = random_image_records(tmp_path, 2, size=20, class_index=3, prefix="img")  # 20 px: the spec resizes
     spec = tiny_spec(gap_net, "layer")
     spec = dataclasses.replace(spec, transform=transforms.Compose([transforms.Resize((16, 16)), spec.transform]))
     result = experiments.method_figure(spec, records, ["CAM", "Grad-CAM"], title="test")

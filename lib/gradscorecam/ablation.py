@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from .datasets import ImageRecord
 from .experiments import rows_for
 from .models import ModelSpec
+from .plotting import finish_figure
 from .runner import evaluate
 from .summary import summarize
 
@@ -88,10 +89,7 @@ def ablation_configs(
     configs = [Config(r, reading_budget) for r in readings()]
     for reading in sweep if sweep is not None else readings()[:1]:
         configs += [Config(dict(reading), budget) for budget in budgets]
-    unique: dict[tuple[str, int | None], Config] = {}
-    for config in configs:
-        unique.setdefault((reading_label(config.reading), config.max_channels), config)
-    return list(unique.values())
+    return list(dict.fromkeys(configs))  # Config equality: same reading and budget
 
 
 def run_ablation(
@@ -213,8 +211,8 @@ def indistinguishable(table: pd.DataFrame, label: str, other: str) -> bool:
     """Whether configurations ``label`` and ``other`` (``config`` column) cannot be told apart: on every
     metric of :data:`QUALITY`, each one's mean lies within the other's 95 % bootstrap interval."""
     rows = table.set_index("config")
+    a, b = rows.loc[label], rows.loc[other]
     for name in QUALITY:
-        a, b = rows.loc[label], rows.loc[other]
         for x, y in ((a, b), (b, a)):
             if not y[f"{name}_low"] <= x[name] <= y[f"{name}_high"]:
                 return False
@@ -276,7 +274,7 @@ def pareto_plot(table: pd.DataFrame, title: str | None = None, random_weights: b
             ax.set_xlabel("seconds per image (log)")
             ax.set_title(f"{name.replace('_', ' ')} ({'higher' if higher else 'lower'} is better)\nlayer {layer}", fontsize=9)
         axes[r, 0].legend(fontsize=7)
-    return _finish(fig, title, random_weights)
+    return finish_figure(fig, title, random_weights)
 
 
 _BASELINE_COLOURS = {"Grad-CAM++": "tab:green", "Score-CAM": "tab:red"}
@@ -304,7 +302,7 @@ def budget_plot(table: pd.DataFrame, title: str | None = None, random_weights: b
     for r, layer in enumerate(layers):
         part = table[table["layer"] == layer]
         ours = part[part["method"] == METHOD].copy()
-        ours["budget"] = pd.to_numeric(ours["max_channels"].replace("all", np.nan), errors="coerce")
+        ours["budget"] = pd.to_numeric(ours["max_channels"], errors="coerce")  # "all" becomes NaN
         full = ours["budget"].isna()
         top = ours["budget"].max() * 2 if ours["budget"].notna().any() else 1
         ours.loc[full, "budget"] = top  # "all" drawn right of the largest budget
@@ -323,15 +321,6 @@ def budget_plot(table: pd.DataFrame, title: str | None = None, random_weights: b
             ax.set_xlabel("channels scored (rightmost: all)")
             ax.set_title(f"{name.replace('_', ' ')}\nlayer {layer}", fontsize=9)
         axes[r, 0].legend(fontsize=6)
-    return _finish(fig, title, random_weights)
+    return finish_figure(fig, title, random_weights)
 
 
-def _finish(fig: Figure, title: str | None, random_weights: bool) -> Figure:
-    from .plotting import mark_random_weights
-
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    if random_weights:
-        mark_random_weights(fig)
-    return fig

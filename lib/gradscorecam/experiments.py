@@ -28,7 +28,7 @@ from .datasets.builtin import COMPOSITE_ID
 from .explainers import METHODS
 from .metrics.localization import box_mask
 from .models import ModelSpec, load_model
-from .plotting import method_grid, to_display_image
+from .plotting import finish_figure, method_grid, to_display_image
 
 Box = tuple[int, int, int, int]
 
@@ -168,7 +168,8 @@ def multi_object_figure(
 def objects_reached(saliency: torch.Tensor | np.ndarray, boxes: Sequence[Box], threshold: float = 0.5,
                     tolerance: int = 15) -> list[bool]:  # fmt: skip
     """Per box, whether the map reaches that object: its largest value within ``tolerance`` pixels of the box
-    is at least ``threshold`` of the map's maximum.
+    is at least ``threshold`` of the map's maximum. The tolerance grows the box by that many pixels on every
+    side (a square neighbourhood, where :func:`~gradscorecam.metrics.pointing_game` measures distance).
 
     A pointing game per box (Zhang et al. 2018 count only the global maximum, so at most one object per
     image): a map that points at two objects with similar strength reaches both.
@@ -180,8 +181,7 @@ def objects_reached(saliency: torch.Tensor | np.ndarray, boxes: Sequence[Box], t
     height, width = values.shape
     found = []
     for x0, y0, x1, y1 in boxes:
-        grown = (max(x0 - tolerance, 0), max(y0 - tolerance, 0), min(x1 + tolerance, width - 1), min(y1 + tolerance, height - 1))
-        inside = box_mask((height, width), [grown])
+        inside = box_mask((height, width), [(x0 - tolerance, y0 - tolerance, x1 + tolerance, y1 + tolerance)])  # clipped there
         found.append(bool(values[inside].max() >= threshold * peak) if inside.any() else False)
     return found
 
@@ -213,10 +213,9 @@ def provenance(spec: ModelSpec, device: torch.device | str, **extra: Any) -> str
 
 # ------------------------------------------------------------------------------------------ Table 1
 def table_images(source: str, n: int, seed: int = 0) -> list[ImageRecord]:
-    """Table 1's images: ``n`` sampled with ``seed`` (all built-in photographs, which are fewer)."""
-    if source == "builtin":
-        return builtin_images(include_composite=False)[:n]
-    return sample(open_image_source(source), n, seed)
+    """Table 1's images: ``n`` sampled with ``seed`` (all built-in photographs, which are fewer); the same
+    rule as :func:`figure_images`."""
+    return figure_images(source, n, seed)
 
 
 def rows_for(results: pd.DataFrame, records: Sequence[ImageRecord]) -> pd.DataFrame:
@@ -237,8 +236,7 @@ def faithfulness_table(summary: pd.DataFrame, paper: pd.DataFrame | None = None)
         table[label] = summary[name].round(1)
         table[f"{label} 95% CI"] = [f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(summary[f"{name}_low"], summary[f"{name}_high"])]
         if paper is not None:
-            column = "average_drop" if name == "average_drop" else "average_increase"
-            table[f"{label} (paper)"] = [paper[column].get(m, float("nan")) for m in summary.index]
+            table[f"{label} (paper)"] = [paper[name].get(m, float("nan")) for m in summary.index]
     for name, label in (("deletion_auc", "Deletion AUC"), ("insertion_auc", "Insertion AUC")):
         if name in summary:
             table[label] = summary[name].round(3)
@@ -257,8 +255,6 @@ def faithfulness_chart(summary: pd.DataFrame, paper: pd.DataFrame | None = None,
 
     import seaborn as sns
     from matplotlib import pyplot as plt
-
-    from .plotting import mark_random_weights
 
     ours_colour, paper_colour = sns.color_palette("colorblind", 2)
     methods = list(summary.index)
@@ -281,12 +277,7 @@ def faithfulness_chart(summary: pd.DataFrame, paper: pd.DataFrame | None = None,
         ax.set_ylabel("%")
         ax.legend(fontsize=8)
         sns.despine(ax=ax)
-    if title:
-        fig.suptitle("\n".join(textwrap.wrap(title, 130)), fontsize=9)
-    fig.tight_layout()
-    if random_weights:
-        mark_random_weights(fig)
-    return fig
+    return finish_figure(fig, "\n".join(textwrap.wrap(title, 130)) if title else None, random_weights, fontsize=9)
 
 
 def export_table(table: pd.DataFrame, path: str | Path, caption: str = "") -> list[Path]:

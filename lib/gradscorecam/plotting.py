@@ -114,6 +114,16 @@ def method_grid(
     return fig
 
 
+def finish_figure(fig: Figure, title: str | None, random_weights: bool, fontsize: float = 10) -> Figure:
+    """Title, tight layout, and the random-weights stamp when it applies: the last step of every figure."""
+    if title:
+        fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
+    if random_weights:
+        mark_random_weights(fig)
+    return fig
+
+
 def mark_random_weights(fig: Figure) -> None:
     """Stamp the figure so that a pipeline check can never be mistaken for a result."""
     fig.text(0.5, 0.5, RANDOM_WEIGHTS_MARK, ha="center", va="center", rotation=20, fontsize=22,
