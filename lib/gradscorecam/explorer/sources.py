@@ -7,9 +7,9 @@ The explorer never imports a model zoo or an image source itself. It takes
 * ``images``: display name -> a function returning a PIL image, or an :class:`ImageEntry` that also knows
   the image's labelled class.
 
-Factories keep a classroom session fast (a network loads only when someone picks it) and keep this module
-free of heavy imports, so tests can hand in a tiny random network and generated pictures. The functions at
-the end wire in ``gradscorecam.models`` and ``gradscorecam.datasets``; they import them only when called.
+Factories keep a classroom session fast (a network loads only when someone picks it), and tests can hand in
+a tiny random network and generated pictures. The functions at the end wire in ``gradscorecam.models`` and
+``gradscorecam.datasets``.
 """
 
 from __future__ import annotations
@@ -25,15 +25,14 @@ from typing import Any, Protocol, runtime_checkable
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
+from ..datasets.records import IMAGE_EXTENSIONS, load_rgb
 from ..errors import DataSourceError, GradScoreCAMError
+from ..models import EXTERNAL_KEYS
 
 #: The models :meth:`Explorer.default` offers: the paper's networks (VGG16, AlexNet) and ResNet50, where CAM applies.
 DEFAULT_MODEL_NAMES: tuple[str, ...] = ("resnet50", "vgg16", "alexnet")
-#: File name endings listed when a plain folder of images is opened (torchvision's ImageFolder list).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 #: A folder can hold 50 000 ImageNet images; a dropdown cannot. Only the first ones (sorted) are listed.
 MAX_FOLDER_IMAGES = 500
-MODEL_KEYS = ("model", "transform", "target_layer", "categories", "mean", "std", "name")
 
 
 @runtime_checkable
@@ -84,10 +83,10 @@ def as_model_like(obj: object, where: str = "the model factory") -> ModelLike:
     file shows as a message in the explorer instead of a traceback.
     """
     if isinstance(obj, Mapping):
-        missing = [key for key in MODEL_KEYS if key not in obj]
+        missing = [key for key in EXTERNAL_KEYS if key not in obj]
         if missing:
             raise GradScoreCAMError(
-                f"{where} returned a mapping without {', '.join(missing)}; it needs the keys {', '.join(MODEL_KEYS)}."
+                f"{where} returned a mapping without {', '.join(missing)}; it needs the keys {', '.join(EXTERNAL_KEYS)}."
             )
         return LoadedModel(
             model=obj["model"],
@@ -99,11 +98,11 @@ def as_model_like(obj: object, where: str = "the model factory") -> ModelLike:
             name=str(obj["name"]),
             is_random=bool(obj.get("is_random", False)),
         )
-    missing = [key for key in MODEL_KEYS if not hasattr(obj, key)]
+    missing = [key for key in EXTERNAL_KEYS if not hasattr(obj, key)]
     if missing:
         raise GradScoreCAMError(
             f"{where} returned a {type(obj).__name__} without {', '.join(missing)}; "
-            f"return an object or mapping with {', '.join(MODEL_KEYS)}."
+            f"return an object or mapping with {', '.join(EXTERNAL_KEYS)}."
         )
     if not isinstance(obj.model, nn.Module):  # type: ignore[attr-defined]
         raise GradScoreCAMError(f"{where}: 'model' is a {type(obj.model).__name__}, not a torch.nn.Module.")  # type: ignore[attr-defined]
@@ -185,21 +184,10 @@ def folder_images(folder: str | os.PathLike[str], limit: int = MAX_FOLDER_IMAGES
     root = Path(folder)
     if not root.is_dir():
         raise DataSourceError(f"image folder not found: {root}")
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise DataSourceError(f"{root} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
-    return {p.name: ImageEntry(_file_loader(p)) for p in files[:limit]}
-
-
-def _file_loader(path: Path) -> ImageFactory:
-    def load() -> Image.Image:
-        try:
-            content = path.read_bytes()
-        except OSError as error:
-            raise DataSourceError(f"cannot read image file {path}: {error}") from error
-        return decode_image_bytes(content, str(path))
-
-    return load
+        raise DataSourceError(f"{root} holds no image files ({', '.join(IMAGE_EXTENSIONS)}).")
+    return {p.name: ImageEntry(_record_loader(p)) for p in files[:limit]}
 
 
 # ------------------------------------------------------------------------------- wiring of the library's sources
@@ -271,9 +259,4 @@ def library_images(source: str | os.PathLike[str] = "builtin") -> dict[str, Imag
 
 
 def _record_loader(path: Path) -> ImageFactory:
-    def load() -> Image.Image:
-        from ..datasets import load_rgb
-
-        return load_rgb(path)
-
-    return load
+    return lambda: load_rgb(path)
