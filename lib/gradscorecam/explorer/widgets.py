@@ -373,6 +373,16 @@ class Explorer:
             self._show_messages()
 
     @contextmanager
+    def _reverting(self, dropdown: widgets.Dropdown, shown: Any) -> Iterator[None]:
+        """Run a selection; if it fails, put ``dropdown`` back on ``shown`` (what the session still shows)."""
+        try:
+            yield
+        except BaseException:
+            with self._quietly():
+                dropdown.value = shown
+            raise
+
+    @contextmanager
     def _quietly(self) -> Iterator[None]:
         """Change controls without their handlers firing (options refilled from the session's state)."""
         self._quiet += 1
@@ -403,13 +413,8 @@ class Explorer:
         if key is None:
             return
         self._cancel()
-        previous = self.session.model_key
-        try:
+        with self._reverting(self.model_dropdown, self.session.model_key):
             notes = self.session.select_model(key)
-        except BaseException:
-            with self._quietly():
-                self.model_dropdown.value = previous
-            raise
         for note in notes:
             self._say(note, "warning")
         self._refill_layers()
@@ -420,29 +425,19 @@ class Explorer:
         if name is None or name == self.session.layer:
             return
         self._cancel()
-        try:
+        with self._reverting(self.layer_dropdown, self.session.layer):
             self.session.select_layer(name)
-        finally:
-            self._refill_layers()
         self._update()
 
     def _select_image(self, key: str | None) -> None:
         if key is None or key == self.session.image_key:
             return
         self._cancel()
-        self._catching_image(lambda: self.session.select_image(key))
+        with self._reverting(self.image_dropdown, self.session.image_key):
+            self.session.select_image(key)
         self._refill_layers()
         self._refill_classes()
         self._update()
-
-    def _catching_image(self, action: Callable[[], None]) -> None:
-        """Run an image selection; on failure put the dropdown back on the image still shown."""
-        try:
-            action()
-        except BaseException:
-            with self._quietly():
-                self.image_dropdown.value = self.session.image_key
-            raise
 
     def _select_target(self, index: int | None) -> None:
         if index is None or index == self.session.target:
