@@ -391,6 +391,15 @@ def test_model_file_box_and_image_folder_box(make, tmp_path):
     explorer.image_source_button.click()
     assert explorer.displayed.image == "photo0.png" and "photo1.png" in explorer.image_dropdown.options
     torch.testing.assert_close(explorer.displayed.maps["Grad-CAM"], expected_map(explorer))
+    # another folder with its own photo0.png: the new picture is shown and explained, not the cached one
+    other = tmp_path / "other"
+    other.mkdir()
+    picture(99).save(other / "photo0.png")
+    before = explorer.session.inputs.clone()
+    explorer.image_source.value = str(other)
+    explorer.image_source_button.click()
+    assert explorer.displayed.image == "photo0.png" and not torch.equal(explorer.session.inputs, before)
+    torch.testing.assert_close(explorer.displayed.maps["Grad-CAM"], expected_map(explorer))
     explorer.image_source.value = str(tmp_path / "nothing-here")
     explorer.image_source_button.click()
     assert explorer.displayed.level == "error" and "not found" in explorer.displayed.messages[0]

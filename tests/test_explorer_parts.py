@@ -29,6 +29,9 @@ def test_lru_cache_keeps_the_most_recently_used():
     with pytest.raises(RuntimeError):
         cache.get_or_compute(b, lambda: (_ for _ in ()).throw(RuntimeError("failed")))
     assert b not in cache  # a failed computation stores nothing
+    cache.put(ResultKey("m", "l", "other", 0, "Grad-CAM"), 4)
+    cache.discard_where(lambda key: key.image == "i")
+    assert len(cache) == 1 and cache.get(ResultKey("m", "l", "other", 0, "Grad-CAM")) == 4
 
 
 def test_find_classes_exact_then_prefix_then_substring():

@@ -66,6 +66,12 @@ class LRUCache(Generic[V]):
         self.put(key, value)
         return value
 
+    def discard_where(self, stale: Callable[[Hashable], bool]) -> None:
+        """Drop every entry whose key ``stale`` accepts."""
+        with self._lock:
+            for key in [k for k in self._entries if stale(k)]:
+                del self._entries[key]
+
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
             return key in self._entries

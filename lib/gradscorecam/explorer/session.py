@@ -103,9 +103,18 @@ class Session:
         self._models.pop(key, None)
 
     def add_image(self, key: str, entry: ImageEntry | ImageFactory | Image.Image) -> None:
-        """Offer another image (an upload, a folder's files)."""
+        """Offer another image (an upload, a folder's files).
+
+        An image replacing another of the same name (``photo0.png`` of a second folder) is never served from
+        the caches of the first: its inputs and maps are forgotten, and if it is shown it is loaded again on
+        the next selection.
+        """
+        if key in self.images:
+            self._inputs.discard_where(lambda cached: cached[1] == key)  # keys: (model, image)
+            self.results.discard_where(lambda cached: cached.image == key)
+            if self.image_key == key:
+                self.image_key = None
         self.images[key] = as_image_entry(entry)
-        self._inputs.clear()  # an upload may reuse a key; never show a stale input for it
 
     def load_model(self, key: str) -> ModelLike:
         """The model called ``key``, loaded on first use and then kept."""
