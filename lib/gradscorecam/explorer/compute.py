@@ -138,10 +138,16 @@ def method_tag(name: str, method: type[BaseCAM], options: Mapping[str, Any]) -> 
 
 def channel_budget(method: type[BaseCAM], options: Mapping[str, Any]) -> int | None:
     """The ``max_channels`` a score-based method will use: the option if given, else the class default."""
-    if "max_channels" in options:
-        return options["max_channels"]
-    parameter = inspect.signature(method.__init__).parameters.get("max_channels")
-    return None if parameter is None else parameter.default
+    return option_value(method, options, "max_channels")
+
+
+def option_value(method: type[BaseCAM], options: Mapping[str, Any], name: str) -> Any:
+    """The value ``method`` will use for its argument ``name``: the option if given, else the class default
+    (None when it has no such argument)."""
+    if name in options:
+        return options[name]
+    parameter = inspect.signature(method.__init__).parameters.get(name)
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
 
 
 def channels_to_score(channels: int, max_channels: int | None) -> int:
@@ -178,7 +184,7 @@ def estimate_seconds(
     if is_score_based(method):
         return (channels_to_score(channels, channel_budget(method, options)) + 3) * per_image
     if issubclass(method, SmoothGradCAMPlusPlus):
-        return 3 * per_image * int(options.get("n_samples", 25))
+        return 3 * per_image * int(option_value(method, options, "n_samples"))
     return 3 * per_image
 
 

@@ -8,6 +8,7 @@ and the notebook's inline backend would show them a second time under the next c
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -143,14 +144,9 @@ def _value_plot(ax, view: TeachingView) -> None:  # type: ignore[no-untyped-def]
 
 def _wrap(text: str, width: int) -> str:
     """Break ``text`` into lines of about ``width`` characters (matplotlib's own wrapping ignores small axes)."""
-    lines: list[str] = []
-    for paragraph in text.split("\n"):
-        line = ""
-        for word in paragraph.split():
-            if line and len(line) + 1 + len(word) > width:
-                lines.append(line)
-                line = word
-            else:
-                line = f"{line} {word}" if line else word
-        lines.append(line)
+    lines = [
+        line
+        for paragraph in text.split("\n")
+        for line in textwrap.wrap(paragraph, width, break_long_words=False, break_on_hyphens=False) or [""]
+    ]
     return "\n".join(lines[:14] + (["…"] if len(lines) > 14 else []))

@@ -160,6 +160,7 @@ class Explorer:
         self._search_model: str | None = None
         self._searched: list[int] = []  # classes chosen by search: kept in the class list for the next images
         self._teaching_drawn: tuple[object, ...] | None = None
+        self._teaching_views: tuple[object, ...] = ()
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -750,6 +751,7 @@ class Explorer:
         if drawn == self._teaching_drawn:  # the same views: the picture on screen is already right
             return
         self._teaching_drawn = drawn
+        self._teaching_views = tuple(d.teaching.values())  # kept alive, so that their ids in `drawn` stay theirs
         if not d.teaching or s.spec is None or s.inputs is None:
             self.teaching_notes.value = "<i>Tick a method and wait for its map: here you will see which channels it used.</i>"
             self.teaching_image.value = b""
