@@ -1,9 +1,9 @@
 """Per-method summary of a results table: means with 95 % bootstrap confidence intervals, for the notebooks.
 
 The interval of each mean is a percentile bootstrap (``scipy.stats.bootstrap``, ``method="percentile"``,
-2000 resamples, a fresh ``numpy.random.default_rng(seed)`` with seed 0 for every interval), over the images that have a value. The
-percentile method rather than BCa because per-image Average Increase is 0 or 100 and many drops are 0:
-BCa is undefined on such degenerate resamples, the percentile interval is not.
+2000 resamples, a fresh ``numpy.random.default_rng(seed)`` with seed 0 for every interval), over the images
+that have a value. The percentile method rather than BCa because per-image Average Increase is 0 or 100 and
+many drops are 0: BCa is undefined on such degenerate resamples, the percentile interval is not.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def summarize(
             values = pd.to_numeric(part[column], errors="coerce").dropna().to_numpy(dtype=float)
             if not len(values) and not pd.to_numeric(df[column], errors="coerce").notna().any():
                 continue
-            # a fresh generator per interval: a method's CI does not depend on which other methods are in df
-            low, high = mean_confidence_interval(values, confidence, n_resamples, np.random.default_rng(seed))
+            # the seed, not a shared generator: a method's CI does not depend on which other methods are in df
+            low, high = mean_confidence_interval(values, confidence, n_resamples, seed)
             row.update({name: values.mean() if len(values) else math.nan, f"{name}_low": low, f"{name}_high": high,
                         f"{name}_n": len(values)})  # fmt: skip
         seconds = pd.to_numeric(part["seconds"], errors="coerce").dropna()
