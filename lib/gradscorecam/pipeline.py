@@ -89,8 +89,12 @@ def discover_notebooks(selection: Sequence[str] | None = None, folder: Path = NO
     notebooks = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
     if not selection:
         return notebooks
-    chosen = [nb for nb in notebooks if any(nb.name.startswith(s) or s in nb.stem for s in selection)]
-    missing = [s for s in selection if not any(nb.name.startswith(s) or s in nb.stem for nb in notebooks)]
+
+    def matches(notebook: Path, part: str) -> bool:
+        return notebook.name.startswith(part) or part in notebook.stem
+
+    chosen = [nb for nb in notebooks if any(matches(nb, s) for s in selection)]
+    missing = [s for s in selection if not any(matches(nb, s) for nb in notebooks)]
     if missing:
         names = ", ".join(nb.name for nb in notebooks)
         raise PipelineError(f"no notebook matches {', '.join(map(repr, missing))}; available: {names}")
