@@ -45,6 +45,7 @@ import torch
 import torchvision
 
 from gradscorecam import CAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, ScoreCAM, SmoothGradCAMPlusPlus
+from gradscorecam.comparison import synchronize
 from gradscorecam.explainers.speed import FusedModelCache
 
 LAYERS = {"resnet18": "layer4", "resnet50": "layer4", "vgg16": "features.29", "alexnet": "features.11"}
@@ -76,11 +77,6 @@ class Contestant:
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     output: Output | None = None
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ------------------------------------------------------------------------------------------ contestants
@@ -271,11 +267,11 @@ def time_all(rows: list[Contestant], repeats: int, device: torch.device, clock: 
     for rep in range(repeats):
         order = rows[rep % len(rows) :] + rows[: rep % len(rows)]  # rotate: no library always runs first
         for c in order:
-            _sync(device)
+            synchronize(device)
             wall, cpu = time.perf_counter(), time.process_time()
             for _ in range(c.inner):
                 out = c.run()
-            _sync(device)
+            synchronize(device)
             c.wall.append((time.perf_counter() - wall) / c.inner)
             c.cpu.append((time.process_time() - cpu) / c.inner)
             c.times.append(c.cpu[-1] if clock == "cpu" else c.wall[-1])
@@ -374,7 +370,8 @@ def peak_rss_child(args: argparse.Namespace) -> None:
     model, layer, images, targets = build(args, args.models[0])
     library = args.rss_child
     if library == "ours":
-        run = ours(ScoreCAM, model, layer, images, targets, batch_size=args.batch_size, autocast=args.autocast)
+        run = ours(ScoreCAM, model, layer, images, targets, batch_size=args.batch_size, autocast=args.autocast,
+                   fuse_batchnorm=args.fuse)  # fmt: skip
     elif library == "pytorch-grad-cam":
         run = pytorch_grad_cam("ScoreCAM", model, dict(model.named_modules())[layer], images, targets, args.batch_size)
     else:
@@ -453,7 +450,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rss", nargs="*", default=["ours", "pytorch-grad-cam", "torchcam"],
                    help="libraries whose peak RSS of one Score-CAM call is measured in a subprocess (none: skip)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"), help="folder for the JSON and markdown results")
-    p.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--rss-child", metavar="LIBRARY", default=None,
+                   help="only this: one Score-CAM call of LIBRARY (ours, pytorch-grad-cam, torchcam) on --models' first "
+                        "network in this process, printing its peak RSS as JSON (what --rss runs in a subprocess)")  # fmt: skip
+    p.add_argument("--no-fuse", dest="fuse", action="store_false",
+                   help="with --rss-child ours: fuse_batchnorm=False (how much memory the folded copy takes)")
     args = p.parse_args(argv)
     args.budgets = [None if b.lower() == "none" else int(b) for b in args.budgets]
     if args.clock == "cpu" and args.device != "cpu":
