@@ -45,7 +45,7 @@ import torch
 import torchvision
 
 from gradscorecam import CAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, ScoreCAM, SmoothGradCAMPlusPlus
-from gradscorecam.comparison import synchronize
+from gradscorecam.torchutils import synchronize
 from gradscorecam.explainers.speed import FusedModelCache
 
 LAYERS = {"resnet18": "layer4", "resnet50": "layer4", "vgg16": "features.29", "alexnet": "features.11"}

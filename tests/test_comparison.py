@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from gradscorecam import GradCAM, ScoreCAM
-from gradscorecam.comparison import compare_methods, resolve_device, row_titles
+from gradscorecam.comparison import compare_methods, row_titles
+from gradscorecam.torchutils import resolve_device
 
 
 def test_maps_are_each_methods_own_output(gap_net, images):

@@ -13,18 +13,8 @@ from torch import Tensor, nn
 from .errors import UnsupportedModelError
 from .explainers import METHODS, make_explainer
 from .explainers.base import resolve_targets
-from .explainers.capture import model_state_guard
 from .explainers.layers import LayerSpec
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks the first GPU when there is one, else the CPU; anything else is checked and returned."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {str(device)!r} was asked for but PyTorch sees no CUDA GPU; use 'cpu' or 'auto'.")
-    return resolved
+from .torchutils import model_state_guard, synchronize
 
 
 @dataclass
@@ -81,12 +71,6 @@ def _short_reason(method: str, error: Exception) -> str:
     if "global average" in text or "no nn.Linear" in text:
         return f"{method} is not defined for this model:\nno global-average-pooling head\n(see Grad-CAM)"
     return f"{method} is not defined for this model"
-
-
-def synchronize(device: str | torch.device) -> None:
-    """Wait for the device's queued work (CUDA runs asynchronously), so a clock read after it is honest."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _synchronized_clock(device: torch.device) -> float:

@@ -22,13 +22,14 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from .comparison import MethodComparison, compare_methods, resolve_device, row_titles
+from .comparison import MethodComparison, compare_methods, row_titles
 from .datasets import BUILTIN_PHOTOS, ImageRecord, builtin_images, imagenet_folder, labels_csv, load_batch, sample, two_cats_composite
 from .datasets.builtin import COMPOSITE_ID
 from .explainers import METHODS
 from .metrics.localization import box_mask
 from .models import ModelSpec, load_model
 from .plotting import finish_figure, method_grid, to_display_image
+from .torchutils import resolve_device
 
 Box = tuple[int, int, int, int]
 

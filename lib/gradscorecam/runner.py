@@ -46,7 +46,6 @@ from typing import Any, Literal
 import pandas as pd
 import torch
 
-from .comparison import synchronize
 from .datasets.records import ImageRecord, load_batch
 from .datasets.sampling import write_image_list
 from .errors import ResultsMismatchError, UnsupportedModelError
@@ -55,6 +54,7 @@ from .metrics.deletion import deletion_auc, insertion_auc
 from .metrics.faithfulness import MASKINGS, SCORES, drop_percent, explanation_scores, increase_percent
 from .metrics.localization import energy_pointing_game, pointing_game
 from .models import ModelSpec
+from .torchutils import synchronize
 
 TargetChoice = Literal["predicted", "label"]
 

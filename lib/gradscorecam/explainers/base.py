@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ClassIndexError, InputImageError, TargetLayerError
-from .capture import forward_with_capture, model_state_guard
+from ..torchutils import model_state_guard
+from .capture import forward_with_capture
 from .layers import LayerSpec, resolve_target_layer
 from .postprocess import finalize
 

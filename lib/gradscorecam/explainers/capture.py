@@ -1,45 +1,15 @@
 """Reading a layer's activations and gradients without leaving a trace on the model.
 
-Two context managers do the work of every explainer:
-
-* :func:`model_state_guard` puts the model in eval mode with frozen parameters for the duration of a
-  call and restores every module's train/eval flag, every parameter's ``requires_grad`` and ``.grad``
-  afterwards, also when the call raises.
-* :class:`LayerCapture` registers a forward hook on the target layer for exactly one ``with`` block.
+:class:`LayerCapture` registers a forward hook on the target layer for exactly one ``with`` block; the
+model's state around a call is kept by :func:`gradscorecam.torchutils.model_state_guard`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import TargetLayerError
-
-
-@contextmanager
-def model_state_guard(model: nn.Module) -> Iterator[None]:
-    """Eval mode and frozen parameters inside the block; the caller's state restored on exit.
-
-    Explanations are defined for the deployed (eval-mode) network: in train mode BatchNorm would mix
-    the images of a batch and dropout would make every map random. Freezing parameters means autograd
-    stores nothing for weight gradients, so no ``.grad`` can accumulate.
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    params = [(p, p.requires_grad, p.grad) for p in model.parameters()]
-    try:
-        model.eval()
-        for p, _, _ in params:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        for p, flag, grad in params:
-            p.requires_grad_(flag)
-            p.grad = grad
 
 
 class LayerCapture:

@@ -58,6 +58,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from ..torchutils import check_choice, class_scores
 from .base import Captured
 from .gradient import gradcampp_pixel_weights
 from .layers import LayerSpec
@@ -66,8 +67,6 @@ from .scoring import (
     PERTURB_SPACES,
     PerturbSpace,
     check_budget,
-    check_choice,
-    class_scores,
     non_constant_channels,
     top_channels,
 )

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from .base import Captured
 from .layers import LayerSpec
 from .score_based import ScoreBasedCAM
-from .scoring import check_budget, check_choice, non_constant_channels, top_channels
+from ..torchutils import check_choice
+from .scoring import check_budget, non_constant_channels, top_channels
 
 ScoreCAMVariant = Literal["authors", "pytorch-grad-cam", "torchcam"]
 VARIANTS = ("authors", "pytorch-grad-cam", "torchcam")

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..torchutils import ScoreType, check_choice, class_scores
 from .postprocess import minmax_normalize, upsample
 
-ScoreType = Literal["probability", "logit"]
 PerturbSpace = Literal["input", "feature"]
 MaskNorm = Literal["upsampled", "feature"]
 Progress = bool | Callable[[int, int], None]
@@ -25,12 +25,6 @@ Progress = bool | Callable[[int, int], None]
 SCORE_TYPES = ("probability", "logit")
 PERTURB_SPACES = ("input", "feature")
 MASK_NORMS = ("upsampled", "feature")
-
-
-def check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
-    """Raise ValueError naming the allowed values when an option is misspelt."""
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
 
 
 def non_constant_channels(maps: Tensor) -> Tensor:
@@ -50,12 +44,6 @@ def top_channels(values: Tensor, budget: int) -> Tensor:
     k = min(budget, values.shape[1])
     chosen = torch.zeros_like(values, dtype=torch.bool).scatter_(1, values.topk(k, dim=1).indices, True)
     return chosen & (values > 0)
-
-
-def class_scores(logits: Tensor, targets: Tensor, score: ScoreType) -> Tensor:
-    """Score of each row's target class: softmax probability or raw logit."""
-    values = torch.softmax(logits.float(), dim=1) if score == "probability" else logits.float()
-    return values.gather(1, targets.view(-1, 1)).squeeze(1)
 
 
 def score_masked_inputs(

@@ -20,11 +20,10 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ..errors import InputImageError
-from ..comparison import synchronize
 from ..explainers import CAM, BaseCAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, SmoothGradCAMPlusPlus
-from ..explainers.capture import model_state_guard
 from ..explainers.postprocess import minmax_normalize, upsample
 from ..explainers.score_based import ScoreBasedCAM
+from ..torchutils import model_state_guard, synchronize
 from .sources import ModelLike
 
 ProgressCallback = Callable[[int, int], None]

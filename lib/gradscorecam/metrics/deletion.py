@@ -33,9 +33,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.transforms.functional import gaussian_blur
 
-from ..explainers.capture import model_state_guard
-from ..explainers.scoring import check_choice, class_scores
-from .faithfulness import ScoreType, _check_saliency, _targets
+from ..torchutils import ScoreType, check_choice, class_scores, model_state_guard
+from .faithfulness import _check_saliency, _targets
 
 Mode = Literal["deletion", "insertion"]
 Baseline = Literal["zeros", "blur"]

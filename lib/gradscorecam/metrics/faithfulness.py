@@ -38,10 +38,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..explainers.capture import model_state_guard
-from ..explainers.scoring import class_scores, check_choice
+from ..torchutils import ScoreType, check_choice, class_scores, model_state_guard
 
-ScoreType = Literal["probability", "logit"]
 Masking = Literal["normalized", "pixel"]
 ArrayLike = Tensor | np.ndarray | Sequence[float]
 
