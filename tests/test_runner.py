@@ -13,6 +13,7 @@ from conftest import small_gap_net, small_vgg_net
 from PIL import Image
 from torchvision import transforms as T
 
+import gradscorecam.results as results
 import gradscorecam.runner as runner
 from gradscorecam import evaluate, merge_results, read_results, summarize
 from gradscorecam.datasets import ImageRecord, read_image_list
@@ -57,7 +58,7 @@ def _run(records: list[ImageRecord], out: Path, **kwargs: object) -> pd.DataFram
 
 def test_rows_hold_metrics_and_configuration(records: list[ImageRecord], tmp_path: Path):
     df = _run(records, tmp_path / "r.csv")
-    assert len(df) == 10 and list(df.columns) == list(runner.COLUMNS)
+    assert len(df) == 10 and list(df.columns) == list(results.COLUMNS)
     row = df[(df.image_id == "im0") & (df.method == "Grad-CAM")].iloc[0]
     assert row["drop"] == pytest.approx(max(0.0, row.Y - row.O) / row.Y * 100)
     assert row.increase == (100.0 if row.O > row.Y else 0.0)

@@ -32,7 +32,8 @@ from .explainers import (
 )
 from . import datasets, metrics
 from .models import ModelSpec, load_model
-from .runner import evaluate, merge_results, read_results
+from .results import merge_results, read_results
+from .runner import evaluate
 from .summary import summarize
 
 try:

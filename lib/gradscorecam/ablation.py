@@ -21,9 +21,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .datasets import ImageRecord
-from .experiments import rows_for
 from .models import ModelSpec
 from .plotting import finish_figure
+from .results import rows_for
 from .runner import evaluate
 from .summary import summarize
 

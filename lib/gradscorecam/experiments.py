@@ -219,12 +219,6 @@ def table_images(source: str, n: int, seed: int = 0) -> list[ImageRecord]:
     return figure_images(source, n, seed)
 
 
-def rows_for(results: pd.DataFrame, records: Sequence[ImageRecord]) -> pd.DataFrame:
-    """The rows of ``records`` only: a results file may hold more images from an earlier, larger run."""
-    ids = {r.image_id for r in records}
-    return results[results["image_id"].astype(str).isin(ids)].reset_index(drop=True)
-
-
 def load_paper_table(path: str | Path) -> pd.DataFrame:
     """The paper's Table 1 (``data/paper_table1.csv``), indexed by method."""
     return pd.read_csv(path).set_index("method")

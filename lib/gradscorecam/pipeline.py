@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _merge(shards: Sequence[Path], output: Path) -> int:
-    from .runner import merge_results
+    from .results import merge_results
 
     if output.exists():
         print(f"run_all.sh merge: {output} exists; choose another --output or remove it first", file=sys.stderr)

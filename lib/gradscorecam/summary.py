@@ -16,7 +16,7 @@ import pandas as pd
 from scipy.stats import bootstrap
 
 from .explainers import METHODS
-from .runner import check_single_config
+from .results import check_single_config
 
 #: (results column, summary name): per-image values whose mean is the reported metric.
 METRICS: tuple[tuple[str, str], ...] = (
