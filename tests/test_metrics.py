@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -51,10 +52,24 @@ def test_increase_is_strict():
     assert metrics.average_increase([0.5, 0.5], [0.5, 0.5000001]) == pytest.approx(50.0)
 
 
-def test_average_drop_refuses_non_positive_scores():
-    with pytest.raises(ValueError, match="Y > 0"):
-        metrics.average_drop([2.0, -1.0], [1.0, -2.0])
+def test_average_drop_leaves_out_non_positive_scores_as_summarize_does():
+    # logits: Y = -1 has no defined drop; the mean is over the other two images, (50 + 0) / 2, with a warning
+    Y, O = [2.0, -1.0, 0.5], [1.0, -2.0, 0.75]
     assert math.isnan(metrics.drop_percent([-1.0], [-2.0])[0])
+    with pytest.warns(UserWarning, match="over 2 of 3 images: 1 have Y <= 0"):
+        assert metrics.average_drop(Y, O) == pytest.approx(25.0)
+    with pytest.warns(UserWarning):
+        assert math.isnan(metrics.average_drop([-1.0], [0.0]))
+    # the same rows through summarize (which reads the runner's per-row drop): the same mean, and the count
+    from gradscorecam import summarize
+
+    rows = pd.DataFrame({"image_id": ["a", "b", "c"], "method": "Grad-CAM", "Y": Y, "O": O,
+                         "drop": metrics.drop_percent(Y, O), "increase": metrics.increase_percent(Y, O),
+                         "seconds": 0.1, "note": ""})  # fmt: skip
+    summary = summarize(rows).loc["Grad-CAM"]
+    assert summary["average_drop"] == pytest.approx(25.0) and summary["average_drop_n"] == 2
+    assert summary["undefined_drop"] == 1 and summary["degenerate_maps"] == 0
+    assert summary["average_increase"] == pytest.approx(100 / 3)  # increase is defined for every image
 
 
 def test_explanation_scores_by_hand_in_logits_and_probabilities():

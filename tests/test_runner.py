@@ -128,6 +128,67 @@ def test_other_configuration_is_refused_naming_keys(records, tmp_path):
     assert len(more) == 9
 
 
+def test_effective_explainer_options_are_recorded_defaults_included(records, tmp_path):
+    from gradscorecam.version import library_version
+
+    df = evaluate(_spec(), records[:2], ["Grad-CAM", "Grad++ScoreCAM"], tmp_path / "r.csv", deletion_steps=0,
+                  progress=False, batch_size=8)  # fmt: skip
+    recorded = {m: json.loads(o) for m, o in zip(df.method, df.explainer_options)}  # each row: its method's
+    # nothing was passed, yet the rows say which reading and budget ran (the class's documented defaults)
+    gpp = recorded["Grad++ScoreCAM"]
+    assert (gpp["max_channels"], gpp["mask_source"], gpp["perturb"], gpp["baseline"], gpp["combine"]) == (
+        64, "activation", "input", "zeros", "score")
+    assert "batch_size" not in gpp and "progress" not in gpp  # how the work is chunked, not what ran
+    assert set(recorded) == {"Grad-CAM", "Grad++ScoreCAM"}
+    sidecar = json.loads((tmp_path / "r.csv.config.json").read_text())
+    assert sidecar["explainer_options"] == recorded
+    # the version is provenance on every row, not part of the configuration
+    assert set(df.library_version) == {library_version()} and "library_version" not in sidecar
+
+
+def test_resuming_after_a_default_changed_names_the_option(records, tmp_path, monkeypatch):
+    from gradscorecam.explainers import GradPlusPlusScoreCAM
+
+    out = tmp_path / "r.csv"
+    evaluate(_spec(), records[:2], ["Grad++ScoreCAM"], out, deletion_steps=0, progress=False)
+    # a later version of the library changes Grad++ScoreCAM's default budget; nobody passes max_channels
+    monkeypatch.setitem(GradPlusPlusScoreCAM.__init__.__kwdefaults__, "max_channels", 8)
+    with pytest.raises(ResultsMismatchError, match=r"explainer option Grad\+\+ScoreCAM\.max_channels: stored 64, now 8"):
+        evaluate(_spec(), records[:3], ["Grad++ScoreCAM"], out, deletion_steps=0, progress=False)
+    (tmp_path / "r.csv.config.json").unlink()  # the rows carry the options too
+    with pytest.raises(ResultsMismatchError, match=r"Grad\+\+ScoreCAM\.max_channels: stored 64, now 8"):
+        evaluate(_spec(), records[:3], ["Grad++ScoreCAM"], out, deletion_steps=0, progress=False)
+
+
+def test_another_library_version_resumes(records, tmp_path, monkeypatch):
+    out = tmp_path / "r.csv"
+    evaluate(_spec(), records[:2], ["Grad-CAM"], out, deletion_steps=0, progress=False)
+    monkeypatch.setattr(runner, "library_version", lambda: "0.1.0+gdeadbeef0000.dirty")
+    df = evaluate(_spec(), records[:3], ["Grad-CAM"], out, deletion_steps=0, progress=False)
+    assert len(df) == 3 and df.library_version.tolist()[-1] == "0.1.0+gdeadbeef0000.dirty"
+    assert df.library_version.nunique() == 2 and len(summarize(df)) == 1  # one configuration, two commits
+
+
+def test_all_zero_maps_are_noted_and_counted(records, tmp_path):
+    net = small_gap_net()
+    with torch.no_grad():
+        net.fc.weight.copy_(-net.fc.weight.abs())  # every class score falls with every (ReLU, >= 0) activation
+    spec = _spec(net)
+    df = evaluate(spec, records, ["Grad-CAM"], tmp_path / "r.csv", deletion_steps=4, progress=False)
+    # Grad-CAM's weights are W_ck / hw < 0 for every channel: ReLU(sum_k w_k A^k) is zero everywhere
+    assert df.note.str.startswith("all-zero map").all()
+    assert df.deletion_auc.isna().all() and df.insertion_auc.isna().all() and df.pointing_hit.isna().all()
+    # Y and O stay: E = X * 0 is the all-zero input, so O is the model's probability of the class on zeros
+    images = torch.stack([TRANSFORM(Image.open(r.path).convert("RGB")) for r in records])
+    with torch.no_grad():
+        on_zeros = torch.softmax(net(torch.zeros_like(images)), 1)[torch.arange(5), torch.tensor(df.class_index.tolist())]
+    assert df.O.to_numpy() == pytest.approx(on_zeros.double().numpy(), rel=1e-5)
+    assert df["drop"].notna().all()
+    summary = summarize(df).loc["Grad-CAM"]
+    assert summary.degenerate_maps == 5 and summary.average_drop_n == 5 and summary.undefined_drop == 0
+    assert "deletion_auc" not in summary.index  # no image has a defined value
+
+
 def test_shards_merge_to_the_full_run(records, tmp_path):
     full = _run(records, tmp_path / "full.csv")
     shards = [_run(records, tmp_path / f"s{i}.csv", shard_index=i, num_shards=2) for i in range(2)]
@@ -139,6 +200,10 @@ def test_shards_merge_to_the_full_run(records, tmp_path):
         merge_results([tmp_path / "s0.csv", tmp_path / "other.csv"])
     with pytest.raises(ResultsMismatchError, match="share"):
         merge_results([tmp_path / "s0.csv", tmp_path / "full.csv"])
+    # a shard whose Score-CAM ran with another budget is another method under the same name
+    _run(records[1:2], tmp_path / "budget.csv", explainer_options={"Score-CAM": {"max_channels": 4}})
+    with pytest.raises(ResultsMismatchError, match=r"explainer options for Score-CAM \(explainer option Score-CAM\.max_channels"):
+        merge_results([tmp_path / "s0.csv", tmp_path / "budget.csv"])
 
 
 def test_parquet_output_resumes(records, tmp_path, monkeypatch):

@@ -21,7 +21,8 @@ import pandas as pd
 from .datasets.records import ImageRecord
 from .errors import ResultsMismatchError
 
-#: The keys that define an evaluation; rows of different configurations never share a file.
+#: The keys that define an evaluation, the same for every row of a file; rows of different configurations never
+#: share a file.
 CONFIG_KEYS = (
     "model",
     "weights",
@@ -32,11 +33,15 @@ CONFIG_KEYS = (
     "top_percent",
     "seed",
     "deletion_steps",
-    "explainer_options",
-    "library_version",
 )
-#: Recorded with every row but allowed to differ between the parts of one run (a resumed run may move).
-ENVIRONMENT_KEYS = ("torch_version", "device")
+#: Part of the configuration, per method: the row's explainer's effective options, defaults included (sorted
+#: JSON of ``explainer.options()``); the same for every row of one method in a file.
+METHOD_CONFIG_KEYS = ("explainer_options",)
+#: Recorded with every row but allowed to differ between the parts of one run (a resumed run may move, and
+#: may run under a later commit: the library version is provenance, not configuration).
+ENVIRONMENT_KEYS = ("library_version", "torch_version", "device")
+#: The start of a row's note when the explainer's map was zero everywhere (the runner's rule, summarize's count).
+DEGENERATE_NOTE = "all-zero map"
 RESULT_COLUMNS = (
     "image_id",
     "label",
@@ -55,7 +60,7 @@ RESULT_COLUMNS = (
     "metric_seconds",
     "note",
 )
-COLUMNS = RESULT_COLUMNS + CONFIG_KEYS + ENVIRONMENT_KEYS
+COLUMNS = RESULT_COLUMNS + CONFIG_KEYS + METHOD_CONFIG_KEYS + ENVIRONMENT_KEYS
 
 
 def merge_results(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -90,15 +95,67 @@ def read_results(path: str | Path) -> pd.DataFrame:
 
 
 def check_single_config(df: pd.DataFrame, what: str = "the results") -> None:
-    """Raise ResultsMismatchError if ``df`` holds rows of more than one configuration (naming the keys)."""
+    """Raise ResultsMismatchError if ``df`` holds rows of more than one configuration: the shared keys
+    (:data:`CONFIG_KEYS`) differ between rows, or one method's explainer options differ between its rows
+    (naming the keys, and the method and option)."""
     present = [k for k in CONFIG_KEYS if k in df.columns]
-    configs = df[present].astype(str).drop_duplicates()
-    if len(configs) > 1:
-        differing = [k for k in present if configs[k].nunique() > 1]
-        raise ResultsMismatchError(
-            f"{what} mix {len(configs)} configurations, differing in {', '.join(differing)}; "
-            "summarise or merge each configuration separately."
-        )
+    if present:  # a table without configuration columns (built by hand) has one, unknown, configuration
+        configs = df[present].astype(str).drop_duplicates()
+        if len(configs) > 1:
+            differing = [k for k in present if configs[k].nunique() > 1]
+            first, second = configs.iloc[0].to_dict(), configs.iloc[1].to_dict()
+            raise ResultsMismatchError(
+                f"{what} mix {len(configs)} configurations, differing in {', '.join(differing)} (e.g. "
+                f"{'; '.join(config_differences(first, second, present))}); summarise or merge each configuration "
+                "separately."
+            )
+    if "explainer_options" in df.columns and "method" in df.columns:
+        for method, options in df.groupby("method", sort=False)["explainer_options"]:
+            values = options.astype(str).unique()
+            if len(values) > 1:
+                found = option_differences({method: parse_options(values[0])}, {method: parse_options(values[1])})
+                raise ResultsMismatchError(
+                    f"{what} mix {len(values)} sets of explainer options for {method} ({'; '.join(found)}): another "
+                    "method ran under the same name; summarise or merge each configuration separately."
+                )
+
+
+def config_differences(stored: Mapping[str, Any], now: Mapping[str, Any], keys: Sequence[str] = CONFIG_KEYS) -> list[str]:
+    """What differs between two configurations' shared keys, one phrase per key."""
+    return [
+        f"{key}: stored {stored.get(key)!r}, now {now.get(key)!r}"
+        for key in keys
+        if str(stored.get(key, "")) != str(now.get(key, ""))
+    ]
+
+
+def option_differences(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """Per (method, option) of the methods in both ``{method: options}`` mappings whose values differ, e.g.
+    ``explainer option Grad++ScoreCAM.max_channels: stored 64, now 32``. A method in one mapping only is not a
+    difference (adding a method to a results file is a resume)."""
+    missing = "(not recorded)"
+    found = []
+    for method in [m for m in now if m in stored]:
+        old, new = stored[method], now[method]
+        if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+            if old != new:
+                found.append(f"explainer options of {method}: stored {old!r}, now {new!r}")
+            continue
+        for option in sorted(set(old) | set(new)):
+            if old.get(option, missing) != new.get(option, missing):
+                found.append(
+                    f"explainer option {method}.{option}: stored {old.get(option, missing)!r}, "
+                    f"now {new.get(option, missing)!r}"
+                )
+    return found
+
+
+def parse_options(text: Any) -> Any:
+    """A row's ``explainer_options`` JSON as a dict (the text itself if it is not JSON)."""
+    try:
+        return json.loads(str(text))
+    except ValueError:
+        return text
 
 
 def rows_for(results: pd.DataFrame, records: Sequence[ImageRecord]) -> pd.DataFrame:
@@ -109,13 +166,28 @@ def rows_for(results: pd.DataFrame, records: Sequence[ImageRecord]) -> pd.DataFr
 
 # ----------------------------------------------------------------------------------------- the store
 class ResultsStore:
-    """The results file of one configuration: checks it, lists done pairs, appends rows durably."""
+    """The results file of one configuration: checks it, lists done pairs, appends rows durably.
 
-    def __init__(self, path: Path, config: Mapping[str, Any], *, overwrite: bool = False) -> None:
+    ``config`` holds the shared keys (:data:`CONFIG_KEYS`), ``options`` each method's effective explainer
+    options. The sidecar ``<out>.config.json`` keeps both (``explainer_options`` as ``{method: options}``, over
+    every method the file has seen); opening the file with a different shared key, or different options for a
+    method already there, raises ResultsMismatchError naming them. A new method is a resume.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        config: Mapping[str, Any],
+        *,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        overwrite: bool = False,
+    ) -> None:
         if path.suffix not in (".csv", ".parquet"):
             raise ValueError(f"out_path must end in .csv or .parquet, got {path}")
         self.path = path
         self.config = dict(config)
+        # as the sidecar and the rows give them back (JSON: tuples become lists), so that equal compares equal
+        self.options: dict[str, Any] = json.loads(json.dumps(dict(options or {}), sort_keys=True, default=str))
         self.sidecar = path.with_name(path.name + ".config.json")
         self.images_path = path.with_name(path.stem + ".images.csv")
         self.journal = _journal_path(path) if path.suffix == ".parquet" else path
@@ -123,27 +195,37 @@ class ResultsStore:
         if overwrite:
             for file in (path, self.journal, self.sidecar):
                 file.unlink(missing_ok=True)
-        self._check_config()
+        stored_options = self._check_config()
         _drop_torn_line(self.journal)
-        self.sidecar.write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+        sidecar = {**self.config, "explainer_options": {**stored_options, **self.options}}
+        self.sidecar.write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n")
 
-    def _check_config(self) -> None:
+    def _check_config(self) -> dict[str, Any]:
+        """Raise on a mismatch; return the stored per-method options (to keep those of methods not run now)."""
         stored: dict[str, Any] | None = None
+        stored_options: dict[str, Any] = {}
         if self.sidecar.is_file():
             stored = json.loads(self.sidecar.read_text())
+            stored_options = stored.get("explainer_options", {})
+            if not isinstance(stored_options, dict):  # written before the effective options were recorded
+                stored_options = {m: {"options as passed": stored_options} for m in self.options}
         else:
             existing = read_results(self.path)
             if len(existing):
-                stored = existing.iloc[0][list(CONFIG_KEYS)].to_dict()
+                stored = existing.iloc[0][[k for k in CONFIG_KEYS if k in existing.columns]].to_dict()
+                if "explainer_options" in existing.columns:
+                    firsts = existing.drop_duplicates("method")
+                    stored_options = {m: parse_options(o) for m, o in zip(firsts["method"], firsts["explainer_options"])}
         if stored is None:
-            return
-        differing = [k for k in CONFIG_KEYS if str(stored.get(k, "")) != str(self.config[k])]
+            return {}
+        differing = config_differences(stored, self.config) + option_differences(stored_options, self.options)
         if differing:
-            details = "; ".join(f"{k}: stored {stored.get(k)!r}, now {self.config[k]!r}" for k in differing)
             raise ResultsMismatchError(
-                f"{self.path} holds results of another configuration ({details}). Use another out_path, or pass "
-                "overwrite=True to discard the existing results."
+                f"{self.path} holds results of another configuration ({'; '.join(differing)}). A changed explainer "
+                "option (a default of the library included) means another method ran. Use another out_path, or "
+                "pass overwrite=True to discard the existing results."
             )
+        return stored_options
 
     def done_pairs(self) -> set[tuple[str, str]]:
         """The (image_id, method) pairs already in the file."""

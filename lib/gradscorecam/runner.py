@@ -12,14 +12,18 @@ Each row holds the image (``image_id``, true ``label``, explained ``class_index`
 :mod:`gradscorecam.metrics.faithfulness`), ``deletion_auc`` and ``insertion_auc``, ``pointing_hit`` and
 ``energy_pointing`` when the image has boxes the transform can map (boxes are those of the true
 class, as ImageNet gives them, also when the predicted class is explained), ``seconds`` (the explanation) and
-``metric_seconds``, a ``note`` (why a row has no values, e.g. CAM on VGG16), and the configuration
-(:data:`gradscorecam.results.CONFIG_KEYS`) together with ``torch_version`` and ``device``.
+``metric_seconds``, a ``note`` (why a row has no values, e.g. CAM on VGG16; ``all-zero map`` when the map is
+zero everywhere, e.g. every channel weight <= 0: deletion/insertion and the pointing games are then NaN,
+Y, O, drop and increase are kept), the configuration (:data:`gradscorecam.results.CONFIG_KEYS`, with every
+explainer's effective options) and, as provenance that may differ between the parts of a resumed run,
+``library_version`` (with the git commit of a development checkout), ``torch_version`` and ``device``.
 
 **Crash-safe and resumable.** Every row is appended and flushed as soon as it is computed. Rerunning the
 same call reads the file, drops a torn last line left by a crash, and skips the (image, method) pairs
 already there, so a run killed at any point and restarted ends with exactly the rows of an uninterrupted
 run. The configuration is kept in the rows and in a sidecar ``<out>.config.json``; a call with another
-configuration raises :class:`~gradscorecam.errors.ResultsMismatchError` naming the keys that differ,
+configuration raises :class:`~gradscorecam.errors.ResultsMismatchError` naming the keys (and explainer
+options) that differ,
 instead of mixing results (pass another ``out_path``, or ``overwrite=True`` to discard the file). A
 ``.parquet`` ``out_path`` is journaled to ``<out>.journal.csv`` while running and written at the end.
 
@@ -32,7 +36,6 @@ give every shard its own ``out_path`` and combine them with :func:`gradscorecam.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import time
@@ -47,13 +50,14 @@ import torch
 from .datasets.records import ImageRecord, load_batch
 from .datasets.sampling import write_image_list
 from .errors import UnsupportedModelError
-from .explainers import METHODS, BaseCAM
+from .explainers import METHODS, BaseCAM, make_explainer
 from .metrics.deletion import deletion_auc, insertion_auc
 from .metrics.faithfulness import MASKINGS, SCORES, drop_percent, explanation_scores, increase_percent
 from .metrics.localization import energy_pointing_game, pointing_game
 from .models import ModelSpec
-from .results import RESULT_COLUMNS, ResultsStore
+from .results import DEGENERATE_NOTE, RESULT_COLUMNS, ResultsStore
 from .torchutils import synchronize
+from .version import library_version
 
 TargetChoice = Literal["predicted", "label"]
 
@@ -97,7 +101,10 @@ def evaluate(
             has its own seed) do not depend on where a run was resumed. Record here the seed used to sample.
         deletion_steps: steps of the deletion/insertion curves; ``None`` or 0 skips them (faster).
         explainer_options: per method name, keyword arguments for its class (e.g.
-            ``{"Grad++ScoreCAM": {"max_channels": 64}}``); recorded in the configuration.
+            ``{"Grad++ScoreCAM": {"max_channels": 64}}``). Every explainer is built by
+            :func:`~gradscorecam.explainers.make_explainer` (with ``batch_size``), and what the configuration
+            records is each one's *effective* options, ``explainer.options()``, defaults included, so that a
+            changed default is a changed configuration (see :func:`make_config`).
         target_layer: override ``spec.target_layer``.
         shard_index, num_shards: evaluate only records ``shard_index::num_shards``.
         overwrite: discard an existing results file of another configuration instead of raising.
@@ -110,24 +117,25 @@ def evaluate(
         raise ValueError(f"target_class must be 'predicted' or 'label', got {target_class!r}")
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"need 0 <= shard_index < num_shards, got {shard_index} and {num_shards}")
-    options = {name: dict(explainer_options.get(name, {})) for name in names} if explainer_options else {}
     unknown = set(explainer_options or {}) - set(names)
     if unknown:
         raise ValueError(f"explainer_options for methods not evaluated: {sorted(unknown)}")
     layer = target_layer or spec.target_layer
-    config = make_config(spec, layer, target_class, score, masking, top_percent, seed, deletion_steps, options)
-    environment = {"torch_version": torch.__version__, "device": str(device)}
+    model = spec.model.to(device).eval()
+    given = {name: dict((explainer_options or {}).get(name, {})) for name in names}
+    explainers = {name: _build_explainer(name, model, layer, batch_size, given[name]) for name in names}
+    options = {name: _recorded_options(explainers[name], given[name]) for name in names}
+    config = make_config(spec, layer, target_class, score, masking, top_percent, seed, deletion_steps)
+    environment = {"library_version": library_version(), "torch_version": torch.__version__, "device": str(device)}
     if spec.is_random:
         warnings.warn(f"{spec.name} has random weights ({spec.weights}); every row records it.", stacklevel=2)
 
-    store = ResultsStore(Path(out_path), config, overwrite=overwrite)
+    store = ResultsStore(Path(out_path), config, options=options, overwrite=overwrite)
     shard = list(records)[shard_index::num_shards]
     write_image_list(shard, store.images_path)
     done = store.done_pairs()
     todo = [r for r in shard if any((r.image_id, m) not in done for m in names)]
 
-    model = spec.model.to(device).eval()
-    explainers = {name: _make_explainer(name, model, layer, batch_size, options.get(name, {})) for name in names}
     if torch.device(device).type == "cuda" and todo:
         _warm_up(explainers.values(), spec, todo[0], device)
     bar = _progress_bar(len(shard), len(shard) - len(todo), progress)
@@ -148,7 +156,9 @@ def evaluate(
                     top_percent, deletion_steps,
                 )
                 store.append({"image_id": record.image_id, "label": record.class_index, "class_index": target,
-                              "predicted": predicted, "method": name, **row, **config, **environment})  # fmt: skip
+                              "predicted": predicted, "method": name, **row, **config,
+                              "explainer_options": json.dumps(options[name], sort_keys=True, default=str),
+                              **environment})  # fmt: skip
             bar.update(1)
     finally:
         bar.close()
@@ -165,11 +175,18 @@ def make_config(
     top_percent: float | None,
     seed: int,
     deletion_steps: int | None,
-    explainer_options: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """The configuration recorded with every row (:data:`gradscorecam.results.CONFIG_KEYS`), with values as the CSV gives them back."""
-    from . import __version__
+    """The configuration shared by every row (:data:`gradscorecam.results.CONFIG_KEYS`), with values as the CSV
+    gives them back.
 
+    Beside it each row records its explainer's effective options, ``explainer_options`` (sorted JSON of
+    ``explainer.options()``, the class's defaults included, less :data:`NOT_RECORDED`; for a method that could
+    not be built for the model, the options it was given), so a results file resumed after a default changed
+    raises ResultsMismatchError naming the method and option. The library version is deliberately *not* part of
+    the configuration: it is recorded with every row as provenance (``library_version``, with the git commit of
+    a development checkout, see :func:`gradscorecam.version.library_version`), because every commit would
+    otherwise refuse to resume; what a commit changes in a method shows up in its options.
+    """
     return {
         "model": spec.name,
         "weights": spec.weights,
@@ -180,14 +197,12 @@ def make_config(
         "top_percent": float(top_percent) if top_percent is not None else "off",
         "seed": int(seed),
         "deletion_steps": int(deletion_steps or 0),
-        "explainer_options": json.dumps(explainer_options, sort_keys=True, default=str),
-        "library_version": __version__,
     }
 
 
 # ------------------------------------------------------------------------------------------- one row
 def _evaluate_one(
-    explainer: BaseCAM | None,
+    explainer: BaseCAM | UnsupportedModelError,
     name: str,
     spec: ModelSpec,
     images: torch.Tensor,
@@ -203,8 +218,8 @@ def _evaluate_one(
     empty = {k: math.nan for k in RESULT_COLUMNS[5:15]}
     start = time.perf_counter()
     try:
-        if explainer is None:
-            raise UnsupportedModelError(f"{name} could not be built for {spec.name}")
+        if isinstance(explainer, UnsupportedModelError):
+            raise explainer
         saliency = explainer(images, targets=[target])
     except UnsupportedModelError as error:
         return {**empty, "note": " ".join(f"not defined for this model: {error}".split())}
@@ -217,16 +232,20 @@ def _evaluate_one(
     )  # fmt: skip
     row = {**empty, "Y": float(Y[0]), "O": float(O[0]), "drop": float(drop_percent(Y, O)[0]),
            "increase": float(increase_percent(Y, O)[0])}  # fmt: skip
-    if deletion_steps:
+    # An all-zero map ranks no pixel above another and has no maximum: deletion/insertion would follow raster
+    # order and the pointing game the top-left pixel, so those stay NaN (the note says why). Y, O and the drop
+    # are defined (E = X * 0, a blank explanation) and kept, as the papers average over all N images.
+    degenerate = not float(saliency.amax()) > 0
+    if deletion_steps and not degenerate:
         row["deletion_auc"] = float(deletion_auc(spec.model, images, saliency, [target], steps=deletion_steps, batch_size=batch_size)[0])
         row["insertion_auc"] = float(insertion_auc(spec.model, images, saliency, [target], steps=deletion_steps, batch_size=batch_size)[0])
-    if boxes:
+    if boxes and not degenerate:
         row["pointing_hit"] = float(pointing_game(saliency, [boxes])[0])
         row["energy_pointing"] = float(energy_pointing_game(saliency, [boxes])[0])
     synchronize(device)
     row["seconds"] = seconds
     row["metric_seconds"] = time.perf_counter() - start
-    notes = []
+    notes = [DEGENERATE_NOTE] if degenerate else []
     if boxes is None:
         notes.append("boxes not mapped: the model's transform is not a resize + centre crop")
     if not Y[0] > 0:
@@ -235,25 +254,35 @@ def _evaluate_one(
     return row
 
 
-def _warm_up(explainers: Iterable[BaseCAM | None], spec: ModelSpec, record: ImageRecord, device: torch.device | str) -> None:
+def _warm_up(explainers: Iterable[BaseCAM | UnsupportedModelError], spec: ModelSpec, record: ImageRecord, device: torch.device | str) -> None:
     """One untimed call of each explainer: on CUDA the first calls pay for context set-up and cuDNN
     autotuning (seconds), which would otherwise land in the first image's ``seconds``."""
     images = load_batch([record], spec.transform)[0].to(device)
     for explainer in explainers:
-        if explainer is not None:
+        if not isinstance(explainer, UnsupportedModelError):
             explainer(images)
     synchronize(device)
 
 
-def _make_explainer(name: str, model: torch.nn.Module, layer: str, batch_size: int, options: Mapping[str, Any]) -> BaseCAM | None:
-    cls = METHODS[name]
-    kwargs = dict(options)
-    if "batch_size" in inspect.signature(cls.__init__).parameters:
-        kwargs.setdefault("batch_size", batch_size)
+def _build_explainer(
+    name: str, model: torch.nn.Module, layer: str, batch_size: int, given: Mapping[str, Any]
+) -> BaseCAM | UnsupportedModelError:
+    """The explainer from the one factory (``batch_size`` where the method takes it, ``given`` on top), or the
+    reason it is not defined for the model (each of its rows then records it)."""
     try:
-        return cls(model, layer, **kwargs)
-    except UnsupportedModelError:
-        return None  # each of its rows then records why
+        return make_explainer(name, model, layer, batch_size=batch_size, overrides={name: given})
+    except UnsupportedModelError as error:
+        return error
+
+
+#: Options that change how the work is chunked and reported, not what is computed: left out of the recorded
+#: configuration, so that resuming with another batch size (e.g. on another GPU) is allowed.
+NOT_RECORDED = ("batch_size", "progress")
+
+
+def _recorded_options(explainer: BaseCAM | UnsupportedModelError, given: Mapping[str, Any]) -> dict[str, Any]:
+    options = given if isinstance(explainer, UnsupportedModelError) else explainer.options()
+    return {key: value for key, value in options.items() if key not in NOT_RECORDED}
 
 
 def _method_names(methods: Sequence[str] | str) -> list[str]:

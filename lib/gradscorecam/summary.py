@@ -4,6 +4,17 @@ The interval of each mean is a percentile bootstrap (``scipy.stats.bootstrap``, 
 2000 resamples, a fresh ``numpy.random.default_rng(seed)`` with seed 0 for every interval), over the images
 that have a value. The percentile method rather than BCa because per-image Average Increase is 0 or 100 and
 many drops are 0: BCa is undefined on such degenerate resamples, the percentile interval is not.
+
+Two kinds of rows have fewer values, by one rule shared with :mod:`gradscorecam.metrics`:
+
+* **Y <= 0** (possible with ``score="logit"``): the drop relative to a non-positive score is undefined, the
+  runner records ``drop`` as NaN and the mean is over the other images, exactly as
+  :func:`gradscorecam.metrics.average_drop` leaves them out (with a warning); ``undefined_drop`` counts them.
+* **All-zero maps** (note ``all-zero map``, e.g. every channel weight <= 0): the map ranks no pixel and has no
+  maximum, so deletion/insertion and the pointing games are NaN and left out of those means; their Y, O,
+  drop and increase are defined (the explanation X * 0 keeps nothing) and stay in Average Drop/Increase, as
+  :func:`~gradscorecam.metrics.average_drop` (which only sees Y and O) counts them too. ``degenerate_maps``
+  counts them: a method with many is rewarded on the map metrics by their absence, so read them together.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ import pandas as pd
 from scipy.stats import bootstrap
 
 from .explainers import METHODS
-from .results import check_single_config
+from .results import DEGENERATE_NOTE, check_single_config
 
 #: (results column, summary name): per-image values whose mean is the reported metric.
 METRICS: tuple[tuple[str, str], ...] = (
@@ -40,8 +51,9 @@ def summarize(
 
     Columns: ``n_images`` (rows of the method), for each metric ``<name>`` (the mean over images with a value),
     ``<name>_low``/``<name>_high`` (the bootstrap interval) and ``<name>_n`` (images with a value; the
-    pointing games only count images with boxes), ``seconds_per_image`` (mean time of the explanation) and
-    ``notes`` (rows with a note, e.g. CAM undefined for the model). Average Drop/Increase are in percent,
+    pointing games only count images with boxes), ``seconds_per_image`` (mean time of the explanation),
+    ``notes`` (rows with a note, e.g. CAM undefined for the model), ``degenerate_maps`` (rows whose map was zero
+    everywhere) and ``undefined_drop`` (rows with Y <= 0); see the module docstring for how both are counted. Average Drop/Increase are in percent,
     the pointing game is a hit rate in [0, 1]. Metrics without any value are left out.
     Raises ResultsMismatchError if ``df`` mixes configurations.
     """
@@ -65,7 +77,10 @@ def summarize(
                         f"{name}_n": len(values)})  # fmt: skip
         seconds = pd.to_numeric(part["seconds"], errors="coerce").dropna()
         row["seconds_per_image"] = seconds.mean() if len(seconds) else math.nan
-        row["notes"] = int((part["note"].fillna("").astype(str) != "").sum()) if "note" in part.columns else 0
+        notes = part["note"].fillna("").astype(str) if "note" in part.columns else pd.Series("", index=part.index)
+        row["notes"] = int((notes != "").sum())
+        row["degenerate_maps"] = int(notes.str.startswith(DEGENERATE_NOTE).sum())
+        row["undefined_drop"] = int((pd.to_numeric(part["Y"], errors="coerce") <= 0).sum()) if "Y" in part.columns else 0
         rows.append(row)
     return pd.DataFrame(rows).set_index("method")
 

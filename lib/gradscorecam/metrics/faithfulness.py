@@ -20,7 +20,9 @@ by the runner):
 * ``score="probability"`` (default): Y and O are softmax probabilities, as in the papers. ``"logit"``:
   raw logits. The two differ: softmax is unchanged when every logit moves by the same amount, so a mask that
   lowers all logits equally is a drop in logit but none in probability. A drop relative to a logit is only
-  meaningful when Y > 0; :func:`drop_percent` gives NaN for Y <= 0.
+  meaningful when Y > 0; :func:`drop_percent` gives NaN for Y <= 0, and :func:`average_drop` averages over
+  the images with Y > 0 and warns how many it left out (the rule :func:`gradscorecam.summarize` applies to
+  the runner's rows too; with probabilities Y > 0 always, and the mean is over all N images).
 * ``masking="normalized"`` (default): E = X ⊙ S with X the model's normalised input, as the reference
   implementations do (Grad-CAM++ and Score-CAM authors' code multiply the normalised tensor; a masked-out
   pixel becomes the data-set mean colour). ``"pixel"``: multiply the [0, 1] image and normalise afterwards,
@@ -31,6 +33,7 @@ by the runner):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -144,18 +147,23 @@ def increase_percent(Y: ArrayLike, O: ArrayLike) -> np.ndarray:
 
 
 def average_drop(Y: ArrayLike, O: ArrayLike) -> float:
-    r"""Average Drop in percent, :math:`\frac1N \sum_i \max(0, Y_i - O_i) / Y_i \times 100` over all N images.
+    r"""Average Drop in percent, :math:`\frac1{N'} \sum_{i: Y_i > 0} \max(0, Y_i - O_i) / Y_i \times 100`.
 
-    Raises ValueError if some Y_i <= 0 (possible with ``score="logit"``), where the ratio is undefined.
+    N' is the number of images with Y_i > 0: for Y_i <= 0 (possible with ``score="logit"``) the ratio is
+    undefined, so those images are left out with a warning that counts them (:func:`drop_percent` shows
+    which). :func:`gradscorecam.summarize` applies the same rule to a results table (its ``undefined_drop``
+    column). With softmax probabilities Y > 0 and N' = N, the papers' definition. NaN if no image has Y > 0.
     """
     drop = drop_percent(Y, O)
-    if np.isnan(drop).any():
-        bad = int(np.flatnonzero(np.isnan(drop))[0])
-        raise ValueError(
-            f"Average Drop needs Y > 0, but Y[{bad}] = {float(_as_arrays(Y, O)[0][bad])}: a drop relative to a "
-            'non-positive score is undefined (use score="probability", or drop_percent() to see which images).'
+    undefined = int(np.isnan(drop).sum())
+    if undefined:
+        warnings.warn(
+            f"Average Drop over {len(drop) - undefined} of {len(drop)} images: {undefined} have Y <= 0, where a drop "
+            'relative to a non-positive score is undefined (drop_percent() shows which; score="probability" has none).',
+            stacklevel=2,
         )
-    return float(drop.mean()) if len(drop) else float("nan")
+    defined = drop[~np.isnan(drop)]
+    return float(defined.mean()) if len(defined) else float("nan")
 
 
 def average_increase(Y: ArrayLike, O: ArrayLike) -> float:
