@@ -3,7 +3,8 @@
 # - A virtual environment or a non-base conda environment that is already active is used as it is
 #   (conda users: `conda env create -f environment.yml && conda activate gradscorecam`).
 # - Otherwise .venv/ in the repository is created (with $PYTHON, default python3) and activated.
-# The project is (re)installed with its test extras whenever pyproject.toml changed since the last install.
+# The project is (re)installed with every extra (notebooks, explorer, test) whenever pyproject.toml changed
+# since the last install.
 
 _repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -27,8 +28,8 @@ fi
 _stamp="$(python -c 'import sys; print(sys.prefix)')/.gradscorecam-installed"
 _want="$(cat "$_repo_root/pyproject.toml" | python -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
 if [ ! -f "$_stamp" ] || [ "$(cat "$_stamp")" != "$_want" ] || ! python -c 'import gradscorecam' 2>/dev/null; then
-    echo "Installing the project and its dependencies (pip install -e '.[test]') ..." >&2
-    python -m pip install --quiet --disable-pip-version-check -e "$_repo_root[test]"
+    echo "Installing the project and its dependencies (pip install -e '.[notebooks,explorer,test]') ..." >&2
+    python -m pip install --quiet --disable-pip-version-check -e "$_repo_root[notebooks,explorer,test]"
     echo "$_want" >"$_stamp"
 fi
 unset _repo_root _stamp _want

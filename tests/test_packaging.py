@@ -21,9 +21,24 @@ def _split(requirement: str) -> tuple[str, str]:
 
 
 def _pyproject() -> dict[str, str]:
+    """Every package pyproject.toml names, the extras' included (not an extra's reference to the project)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["test"]
-    return dict(_split(r) for r in requirements)
+    requirements = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        requirements += [r for r in extra if not r.startswith(project["name"] + "[")]
+    found: dict[str, str] = {}
+    for name, bound in map(_split, requirements):
+        assert found.setdefault(name, bound) == bound, f"{name} has two lower bounds in pyproject.toml"
+    return found
+
+
+def test_extras_and_the_scripts_install_everything():
+    optional = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert {"notebooks", "explorer", "test"} <= set(optional)
+    assert "gradscorecam[notebooks,explorer]" in optional["test"]  # the tests run notebooks and the explorer
+    core = {_split(r)[0] for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    assert not core & {"papermill", "nbformat", "jupyterlab", "ipykernel", "ipywidgets"}
+    assert ".[notebooks,explorer,test]" in (ROOT / "scripts" / "ensure_env.sh").read_text()
 
 
 def _environment() -> dict[str, str]:

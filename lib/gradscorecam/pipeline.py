@@ -13,6 +13,12 @@ Profiles:
   photographs, Table 1 on them (not the paper's protocol, and the notebook says so).
 * ``paper``: the paper's protocol: an ImageNet validation folder (``--imagenet-val`` or ``IMAGENET_VAL``),
   N = 1000 random images with a fixed seed, GPU when present.
+
+The notebooks are not part of the installed package: they are taken from the compendium checkout the command
+runs in (the current folder or a folder above it with ``notebooks/NN_*.ipynb``, as ``run_all.sh`` does), or
+from ``--notebooks-dir``. Results and figures go to ``results/<profile>`` and ``figures/<profile>`` of that
+checkout, and its ``lib/`` (when it has one) comes first on the kernels' ``PYTHONPATH``, so a checkout runs its
+own library whatever copy is installed.
 """
 
 from __future__ import annotations
@@ -28,8 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+NOTEBOOK_PATTERN = "[0-9][0-9]_*.ipynb"
 KERNEL_NAME = "gradscorecam"
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -84,9 +89,38 @@ class NotebookRun:
     produced: list[Path]
 
 
-def discover_notebooks(selection: Sequence[str] | None = None, folder: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The numbered notebooks in run order; ``selection`` picks by number ("01") or name fragment ("table1")."""
-    notebooks = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+def find_notebooks_dir(start: Path | None = None) -> Path:
+    """The ``notebooks/`` folder of the compendium checkout that ``start`` (default: the current folder) lies in:
+    the first of ``start`` and the folders above it whose ``notebooks/`` holds numbered notebooks.
+
+    Not the installed package's location: ``pip install .`` copies the library, not the notebooks.
+    """
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if any((folder / "notebooks").glob(NOTEBOOK_PATTERN)):
+            return folder / "notebooks"
+    raise PipelineError(
+        f"no compendium checkout here: neither {start} nor a folder above it has a notebooks/ folder with the "
+        "numbered notebooks (NN_*.ipynb), which the installed package does not contain. Run this from your "
+        "checkout of the compendium (cd gradscorecam && ./run_all.sh), or pass --notebooks-dir PATH/notebooks."
+    )
+
+
+def checked_notebooks_dir(folder: Path) -> Path:
+    """``--notebooks-dir``: a folder with numbered notebooks, or a PipelineError saying what is missing."""
+    folder = folder.expanduser().resolve()
+    if not folder.is_dir() or not any(folder.glob(NOTEBOOK_PATTERN)):
+        raise PipelineError(f"--notebooks-dir {folder}: no numbered notebooks (NN_*.ipynb) there")
+    return folder
+
+
+def discover_notebooks(selection: Sequence[str] | None = None, folder: Path | None = None) -> list[Path]:
+    """The numbered notebooks in run order; ``selection`` picks by number ("01") or name fragment ("table1").
+
+    ``folder`` defaults to the checkout's (:func:`find_notebooks_dir`).
+    """
+    folder = folder if folder is not None else find_notebooks_dir()
+    notebooks = sorted(p for p in folder.glob(NOTEBOOK_PATTERN))
     if not selection:
         return notebooks
 
@@ -236,6 +270,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="results folder (default results/<profile>)")
     run.add_argument("--figures", type=Path, help="figures folder (default figures/<profile>)")
     run.add_argument("--log-output", action="store_true", help="stream the notebooks' output to the terminal")
+    run.add_argument("--notebooks-dir", type=Path,
+                     help="the compendium's notebooks/ folder (default: the one of the checkout this runs in)")  # fmt: skip
     merge = sub.add_parser("merge", help="combine the Table 1 shards of a sharded run into one results file")
     merge.add_argument("shards", nargs="+", type=Path, help="the shards' results files (CSV)")
     merge.add_argument("--output", type=Path, required=True, help="where to write the merged CSV")
@@ -246,20 +282,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "merge":
         return _merge(args.shards, args.output)
-    out_dir = args.out or REPO_ROOT / "results" / args.profile
-    figures_dir = args.figures or REPO_ROOT / "figures" / args.profile
     overrides = {
         key: getattr(args, key)
         for key in ("device", "model_file", "image_source", "imagenet_val", "n_images", "seed", "batch_size",
                     "shard_index", "num_shards")  # fmt: skip
     }
     try:
+        notebook_dir = checked_notebooks_dir(args.notebooks_dir) if args.notebooks_dir else find_notebooks_dir()
+        root = notebook_dir.parent
+        out_dir = args.out or root / "results" / args.profile
+        figures_dir = args.figures or root / "figures" / args.profile
         params = profile_parameters(args.profile, overrides, out_dir, figures_dir)
-        notebooks = discover_notebooks(args.notebooks)
-        if not notebooks:
-            raise PipelineError(f"no notebooks found in {NOTEBOOK_DIR}")
-        # The kernels import this checkout's library, whatever else is installed.
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "lib"), os.environ.get("PYTHONPATH")]))
+        notebooks = discover_notebooks(args.notebooks, notebook_dir)
+        if (root / "lib" / "gradscorecam").is_dir():
+            # The kernels import this checkout's library, whatever else is installed.
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root / "lib"), os.environ.get("PYTHONPATH")]))
+        print(f"Notebooks from {notebook_dir}; library from {_library_location(root)}")
         print(f"Running {len(notebooks)} notebook(s), profile {args.profile!r}, parameters:")
         print(json.dumps(params, indent=2, default=str))
         runs = run_notebooks(notebooks, params, out_dir, kernel_name=ensure_kernel(), log_output=args.log_output)
@@ -268,6 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print("\n" + report(runs, params))
     return 0
+
+
+def _library_location(root: Path) -> Path:
+    if (root / "lib" / "gradscorecam").is_dir():
+        return root / "lib" / "gradscorecam"
+    return Path(__file__).resolve().parent  # the installed package
 
 
 def _merge(shards: Sequence[Path], output: Path) -> int:
