@@ -14,6 +14,9 @@ Examples (run from the project root; ``PYTHONPATH=lib`` is not needed once the p
     # a labels CSV (file,class_index[,wnid][,x0,y0,x1,y1]) and a model file with build_model()
     python scripts/evaluate.py --model path/to/model.py --labels-csv images/labels.csv --n 30 --out results/x.csv
 
+    # another layer, and Grad++ScoreCAM and Score-CAM scoring every channel ("all") or at most 128
+    python scripts/evaluate.py --model resnet50 --layer layer3 --max-channels all ...
+
 Rerunning the same command resumes where it stopped. The summary (means with 95 % bootstrap intervals)
 is printed at the end and written to ``<out>.summary.csv``.
 """
@@ -26,8 +29,22 @@ from pathlib import Path
 
 import torch
 
-from gradscorecam import evaluate, load_model, summarize
+from gradscorecam import METHODS, evaluate, load_model, summarize
 from gradscorecam.datasets import builtin_images, imagenet_folder, labels_csv, sample
+from gradscorecam.explainers import method_options
+
+
+def channel_budget(text: str) -> int | str:
+    """``--max-channels``: a positive int, or "all" (every channel)."""
+    if text == "all":
+        return "all"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a positive number of channels nor 'all'")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,15 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deletion-steps", type=int, default=100, help="0 skips deletion/insertion")
     parser.add_argument("--shard-index", type=int, default=0)
     parser.add_argument("--num-shards", type=int, default=1)
-    parser.add_argument("--channels-last", action="store_true",
-                        help="convert the model to channels_last memory format (often faster on CPU)")  # fmt: skip
+    parser.add_argument("--layer", help="target layer, a name from model.named_modules() (default: the model's usual one)")
+    parser.add_argument("--max-channels", type=channel_budget, default=None,
+                        help="channels the score-based methods score: a number, or 'all' (default: each method's "
+                             "own, Grad++ScoreCAM 64, Score-CAM all); recorded in the results")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="discard existing results of another configuration")
     args = parser.parse_args(argv)
 
     weights = None if args.weights.lower() == "none" else args.weights
+    # The model is never modified: the score-based methods build their masked inputs channels-last themselves
+    # (gradscorecam.explainers.speed), which is where that format pays.
     spec = load_model(str(args.model), weights=weights, device=args.device)
-    if args.channels_last:
-        spec.model.to(memory_format=torch.channels_last)
     if args.imagenet:
         records = imagenet_folder(args.imagenet, labels=args.labels, annotations=args.annotations)
     elif args.labels_csv:
@@ -69,13 +88,15 @@ def main(argv: list[str] | None = None) -> int:
         records = builtin_images()
     records = sample(records, args.n, args.seed)
     methods = "all" if args.methods == ["all"] else args.methods
-    print(f"{spec.name} [{spec.weights}] layer {spec.target_layer}: {len(records)} images, methods {methods}",
+    layer = args.layer or spec.target_layer
+    options = method_options(list(METHODS) if methods == "all" else methods, max_channels=args.max_channels)
+    print(f"{spec.name} [{spec.weights}] layer {layer}: {len(records)} images, methods {methods}",
           file=sys.stderr)  # fmt: skip
     df = evaluate(
         spec, records, methods, args.out, device=args.device, batch_size=args.batch_size, score=args.score,
         masking=args.masking, top_percent=args.top_percent, target_class=args.target_class, seed=args.seed,
         deletion_steps=args.deletion_steps, shard_index=args.shard_index, num_shards=args.num_shards,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, target_layer=layer, explainer_options=options,
     )  # fmt: skip
     summary = summarize(df)
     summary.to_csv(args.out.with_name(args.out.stem + ".summary.csv"))

@@ -315,3 +315,13 @@ def test_command_line_runs_resumes_and_summarises(records, tmp_path, capsys):
     summary = pd.read_csv(tmp_path / "cli.summary.csv", index_col="method")
     assert list(summary.index) == ["CAM", "Grad-CAM"] and (summary.n_images == 3).all()
     assert "average_drop" in capsys.readouterr().out
+    # the layer and the budget are options; the budget is recorded with the effective options of the method
+    other = args[:4] + ["--n", "2", "--methods", "Grad++ScoreCAM", "--layer", "0", "--max-channels", "2",
+                        "--deletion-steps", "0", "--device", "cpu", "--out", str(tmp_path / "cli2.csv")]  # fmt: skip
+    assert cli.main(other) == 0
+    rows = read_results(tmp_path / "cli2.csv")
+    assert set(rows.target_layer) == {"0"} and {json.loads(o)["max_channels"] for o in rows.explainer_options} == {2}
+    assert cli.channel_budget("all") == "all" and cli.channel_budget("16") == 16
+    for bad in ("0", "many"):
+        with pytest.raises(Exception, match="neither a positive number of channels nor 'all'"):
+            cli.channel_budget(bad)

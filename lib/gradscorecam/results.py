@@ -287,7 +287,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if not data.strip():
         return pd.DataFrame(columns=list(COLUMNS))
     return pd.read_csv(io.BytesIO(data), dtype={"image_id": str, "method": str, "note": str, "weights": str, "model": str,
-                                    "explainer_options": str, "library_version": str}, keep_default_na=True)  # fmt: skip
+                                    "explainer_options": str, "library_version": str, "target_layer": str}, keep_default_na=True)  # fmt: skip
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
