@@ -132,7 +132,7 @@ def method_tag(name: str, method: type[BaseCAM], options: Mapping[str, Any]) -> 
     if not is_score_based(method):
         return name
     budget = channel_budget(method, options)
-    return f"{name} [{'all' if budget is None else budget} channels]"
+    return f"{name} [{'all' if budget in (None, 'all') else budget} channels]"
 
 
 def channel_budget(method: type[BaseCAM], options: Mapping[str, Any]) -> int | None:
@@ -149,9 +149,9 @@ def option_value(method: type[BaseCAM], options: Mapping[str, Any], name: str) -
     return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
 
 
-def channels_to_score(channels: int, max_channels: int | None) -> int:
+def channels_to_score(channels: int, max_channels: int | str | None) -> int:
     """How many masked passes a score-based method makes at a layer with ``channels`` channels (an upper bound)."""
-    return channels if max_channels is None else min(channels, max_channels)
+    return channels if max_channels in (None, "all") else min(channels, max_channels)
 
 
 def time_forward(model: nn.Module, images: Tensor, batch_size: int) -> float:
