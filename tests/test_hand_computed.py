@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 
 import pytest
 import torch
 from torch import nn
 
-from gradscorecam import CAM, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus
+from gradscorecam import CAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, SmoothGradCAMPlusPlus
+from gradscorecam.explainers.gradient import unbounded_pixel_weights
 from gradscorecam.explainers.postprocess import finalize
 
 
@@ -173,3 +175,42 @@ def test_smoothgrad_equals_gradcampp_before_gap_linear(gap_net, images):
     assert torch.allclose(smooth, GradCAMPlusPlus(gap_net, "layer")(images), atol=1e-6)
     inner_smooth = SmoothGradCAMPlusPlus(gap_net, "block", n_samples=4, noise_level=0.5)(images)
     assert not torch.allclose(inner_smooth, GradCAMPlusPlus(gap_net, "block")(images), atol=1e-3)
+
+
+def test_gradcampp_warns_where_signed_activations_break_eq19():
+    # Channel 1 sums to S = 1 - 2 - 1 - 2 = -4 (a BatchNorm output could); a_ij = g^2 / (2 g^2 + S g^3):
+    #   g = 0.25 -> 0.0625 / (0.125 - 0.0625) = 1      (twice the largest value a >= 0 layer can give)
+    #   g = 0.5  -> 0.25 / (0.5 - 0.5): denominator 0 -> 0   (the pole of 1 / (2 + S g))
+    #   g = 0.75 -> 0.5625 / (1.125 - 1.6875) = -1     (past the pole: negative)
+    #   g = 0.1  -> 0.01 / (0.02 - 0.004) = 0.625
+    #   w_1 = 1 * 0.25 + 0 * 0.5 - 1 * 0.75 + 0.625 * 0.1 = -0.4375
+    # Channel 2: S = 4, g = 0.5: a = 0.25 / (0.5 + 0.5) = 0.25, w_2 = 4 * 0.25 * 0.5 = 0.5 (no warning).
+    signed = torch.tensor([[[1.0, -2.0], [-1.0, -2.0]], [[1.0, 1.0], [1.0, 1.0]]])
+    grads = torch.tensor([[[0.25, 0.5], [0.75, 0.1]], [[0.5, 0.5], [0.5, 0.5]]])
+    model = linear_probe(grads[None])
+    with pytest.warns(RuntimeWarning, match=r"Grad-CAM\+\+ at layer 'features'.* leave \(0, 1\] in 1 \(image, channel\)"):
+        explanation = GradCAMPlusPlus(model, "features").explain(signed[None], targets=0)
+    alpha = explanation.details["pixel_weights"][0]
+    assert torch.allclose(alpha[0], torch.tensor([[1.0, 0.0], [-1.0, 0.625]]), atol=1e-6)  # Eq. 19 kept as is
+    assert torch.allclose(alpha[1], torch.full((2, 2), 0.25), atol=1e-6)
+    assert torch.allclose(explanation.weights[0], torch.tensor([-0.4375, 0.5]), atol=1e-6)
+    flagged = unbounded_pixel_weights(signed[None], grads[None] ** 2, grads[None] ** 3, grads[None] > 0)[0]
+    assert flagged.tolist() == [[[True, True], [True, False]], [[False, False], [False, False]]]
+
+
+def test_gradcampp_is_silent_on_nonnegative_activations():
+    # After a ReLU, S >= 0 and a = 1 / (2 + S g) lies in (0, 1/2] wherever g > 0: never a warning.
+    model = linear_probe(torch.stack([V0, torch.ones_like(V0)]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GradCAMPlusPlus(model, "features").explain(A[None], targets=0)
+        SmoothGradCAMPlusPlus(model, "features", n_samples=2).explain(A[None], targets=0)
+
+
+def test_smoothgrad_and_gradpp_scorecam_warn_on_signed_activations():
+    signed = torch.tensor([[[1.0, -2.0], [-1.0, -2.0]]])
+    model = linear_probe(torch.tensor([[[0.25, 0.5], [0.75, 0.1]]])[None])
+    with pytest.warns(RuntimeWarning, match="SmoothGrad-CAM\\+\\+ at layer 'features'"):
+        SmoothGradCAMPlusPlus(model, "features", n_samples=2, noise_level=0.0).explain(signed[None], targets=0)
+    with pytest.warns(RuntimeWarning, match="Grad\\+\\+ScoreCAM at layer 'features'"):
+        GradPlusPlusScoreCAM(model, "features", fuse_batchnorm=False).explain(signed[None], targets=0)

@@ -20,16 +20,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pytorch_grad_cam import GradCAM as RefGradCAM
-from pytorch_grad_cam import GradCAMPlusPlus as RefGradCAMPlusPlus
-from pytorch_grad_cam import ScoreCAM as RefScoreCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+_MISSING = 'the reference libraries are test extras: install them with pip install -e ".[test]"'
+pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam", reason=f"pytorch-grad-cam (grad-cam) is missing; {_MISSING}")
+RefGradCAM = pytorch_grad_cam.GradCAM
+RefGradCAMPlusPlus = pytorch_grad_cam.GradCAMPlusPlus
+RefScoreCAM = pytorch_grad_cam.ScoreCAM
+ClassifierOutputTarget = pytest.importorskip("pytorch_grad_cam.utils.model_targets").ClassifierOutputTarget
 
 from gradscorecam import GradCAM, GradCAMPlusPlus, ScoreCAM
 
 TARGET_SETS = [[1, 7], [500, 3]]
 # Input sizes that keep each network's target layer at least 2x2 while the CPU tests stay fast.
 INPUT_SIZE = {"resnet18": 96, "vgg11": 64, "alexnet": 96}
+
+
+def _torchcam():
+    return pytest.importorskip("torchcam.methods", reason=f"torchcam is missing; {_MISSING}")
 
 
 def _relative(ours: torch.Tensor, theirs: np.ndarray) -> float:
@@ -90,7 +97,7 @@ def test_scorecam_matches_pytorch_grad_cam_variant(torchvision_models, arch):
 
 @pytest.mark.parametrize("arch", ["resnet18", "alexnet"])
 def test_gradcam_matches_torchcam(torchvision_models, arch):
-    from torchcam.methods import GradCAM as TorchcamGradCAM
+    TorchcamGradCAM = _torchcam().GradCAM
 
     model, layer = torchvision_models[arch]
     images = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(5))
@@ -105,7 +112,7 @@ def test_gradcam_matches_torchcam(torchvision_models, arch):
 
 @pytest.mark.parametrize("arch", ["resnet18", "vgg11", "alexnet"])
 def test_scorecam_matches_torchcam_variant(torchvision_models, arch):
-    from torchcam.methods import ScoreCAM as TorchcamScoreCAM
+    TorchcamScoreCAM = _torchcam().ScoreCAM
 
     model, layer = torchvision_models[arch]
     size = {"resnet18": 64, "vgg11": 32, "alexnet": 64}[arch]

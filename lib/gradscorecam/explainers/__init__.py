@@ -5,7 +5,7 @@ from .cam import CAM
 from .gradient import GradCAM, GradCAMPlusPlus, gradcampp_pixel_weights
 from .gradpp_scorecam import GradPlusPlusScoreCAM
 from .layers import feature_layers, resolve_target_layer
-from .registry import METHODS, make_explainer, method_options
+from .registry import METHODS, channel_budgets, describe_channel_budgets, make_explainer, method_options
 from .scorecam import ScoreCAM
 from .smoothgrad import SmoothGradCAMPlusPlus
 
@@ -19,6 +19,8 @@ __all__ = [
     "METHODS",
     "ScoreCAM",
     "SmoothGradCAMPlusPlus",
+    "channel_budgets",
+    "describe_channel_budgets",
     "feature_layers",
     "gradcampp_pixel_weights",
     "make_explainer",

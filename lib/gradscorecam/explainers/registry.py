@@ -97,6 +97,35 @@ def make_explainer(
     return METHODS[method](model, target_layer, **kwargs)
 
 
+def channel_budgets(
+    methods: Sequence[str], model: nn.Module, target_layer: LayerSpec, max_channels: Budget | None = None
+) -> dict[str, Budget]:
+    """Per score-based method among ``methods``, the ``max_channels`` its explainer really uses.
+
+    Read off ``make_explainer(...).options()``, so ``None`` shows each method's default, not a guess.
+    """
+    budgets = {}
+    for method in methods:
+        options = make_explainer(method, model, target_layer, max_channels=max_channels).options()
+        if "max_channels" in options:
+            budgets[method] = options["max_channels"]
+    return budgets
+
+
+def describe_channel_budgets(budgets: Mapping[str, Budget]) -> str:
+    """One line for a caption: e.g. ``Score-CAM: every non-constant channel; Grad++ScoreCAM: at most 64 ...``."""
+    if not budgets:
+        return "no score-based method"
+    parts = []
+    for method, budget in budgets.items():
+        if budget == "all":
+            parts.append(f"{method}: every non-constant channel")
+        else:
+            rank = "largest Grad-CAM++ weights w_k > 0" if method == "Grad++ScoreCAM" else "largest positive mean activations"
+            parts.append(f"{method}: at most {budget} channels per image ({rank})")
+    return "; ".join(parts)
+
+
 def _check_method(method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(map(repr, METHODS))}")

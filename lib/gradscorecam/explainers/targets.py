@@ -35,7 +35,9 @@ def class_indices(targets: Targets, batch: int) -> Tensor | None:
     elif _is_integer(targets):
         values = torch.tensor([int(targets)], dtype=torch.long)  # type: ignore[arg-type]
     elif isinstance(targets, str | bytes) or not isinstance(targets, Iterable):
-        raise ClassIndexError(f"targets must be None, an int or one int per image, got {targets!r}; {_FIX}")
+        raise ClassIndexError(
+            f"targets must be None, an int or one int per image, got {targets!r} ({type(targets).__name__}); {_FIX}"
+        )
     else:
         items = list(targets)
         bad = [t for t in items if not _is_integer(t)]

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..explainers.targets import Targets, check_class_range, class_indices
 from ..torchutils import ScoreType, check_choice, class_scores, model_state_guard
 
 Masking = Literal["normalized", "pixel"]
@@ -191,13 +192,17 @@ def _check_saliency(images: Tensor, saliency: Tensor) -> Tensor:
     return saliency.to(images.device)
 
 
-def _targets(model: nn.Module, images: Tensor, targets: int | Sequence[int] | Tensor | None, batch_size: int) -> Tensor:
-    if targets is None:
-        with model_state_guard(model), torch.no_grad():
+def _targets(model: nn.Module, images: Tensor, targets: Targets, batch_size: int) -> Tensor:
+    """(B,) long CPU tensor of classes, resolved as the explainers do (:mod:`gradscorecam.explainers.targets`).
+
+    ``None`` gives each image's top class. Given targets are checked for type and count, and against the
+    model's class count, read off one forward pass of the first image, so that a float, a bool or an
+    out-of-range class raises :class:`~gradscorecam.errors.ClassIndexError` rather than being truncated.
+    """
+    resolved = class_indices(targets, len(images))
+    with model_state_guard(model), torch.no_grad():
+        if resolved is None:
             return torch.cat([model(images[s : s + batch_size]).argmax(1).cpu() for s in range(0, len(images), batch_size)])
-    if isinstance(targets, int):
-        return torch.full((len(images),), targets, dtype=torch.long)
-    resolved = torch.as_tensor(targets, dtype=torch.long).reshape(-1).cpu()
-    if len(resolved) != len(images):
-        raise ValueError(f"got {len(resolved)} targets for {len(images)} images")
+        num_classes = model(images[:1]).shape[1]
+    check_class_range(resolved, num_classes)
     return resolved
