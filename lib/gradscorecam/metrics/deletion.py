@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torchvision.transforms.functional import gaussian_blur
 
 from ..torchutils import ScoreType, check_choice, class_scores, model_state_guard
-from .faithfulness import _check_saliency, _targets
+from .inputs import check_saliency, metric_targets
 
 Mode = Literal["deletion", "insertion"]
 Baseline = Literal["zeros", "blur"]
@@ -65,8 +65,8 @@ def perturbation_curves(
     check_choice("score", score, ("probability", "logit"))
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    saliency = _check_saliency(images, saliency)
-    targets_t = _targets(model, images, targets, batch_size)
+    saliency = check_saliency(images, saliency)
+    targets_t = metric_targets(model, images, targets, batch_size)
     batch, _, height, width = images.shape
     pixels = height * width
     # rank[b, p] = position of pixel p in image b's saliency order (0 = most salient)

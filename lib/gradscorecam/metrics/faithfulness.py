@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..explainers.targets import Targets, check_class_range, class_indices
 from ..torchutils import ScoreType, check_choice, class_scores, model_state_guard
+from .inputs import check_saliency, metric_targets
 
 Masking = Literal["normalized", "pixel"]
 ArrayLike = Tensor | np.ndarray | Sequence[float]
@@ -79,11 +79,11 @@ def explanation_scores(
     """
     check_choice("score", score, SCORES)
     check_choice("masking", masking, MASKINGS)
-    saliency = _check_saliency(images, saliency)
+    saliency = check_saliency(images, saliency)
     if top_percent is not None:
         saliency = keep_top_percent(saliency, top_percent)
     explanation = explanation_maps(images, saliency, masking, mean, std)
-    targets_t = _targets(model, images, targets, batch_size)
+    targets_t = metric_targets(model, images, targets, batch_size)
     Y = model_scores(model, images, targets_t, score, batch_size)
     O = model_scores(model, explanation, targets_t, score, batch_size)
     return Y, O
@@ -179,30 +179,3 @@ def _as_arrays(Y: ArrayLike, O: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     if y.shape != o.shape:
         raise ValueError(f"Y and O must have the same length, got {y.shape[0]} and {o.shape[0]}")
     return y, o
-
-
-def _check_saliency(images: Tensor, saliency: Tensor) -> Tensor:
-    if saliency.dim() == 4 and saliency.shape[1] == 1:
-        saliency = saliency[:, 0]
-    if saliency.dim() != 3 or saliency.shape[0] != images.shape[0] or saliency.shape[-2:] != images.shape[-2:]:
-        raise ValueError(
-            f"saliency must be (B, H, W) = ({images.shape[0]}, {images.shape[-2]}, {images.shape[-1]}) to match the "
-            f"images, got {tuple(saliency.shape)}; call the explainer with upsample=True."
-        )
-    return saliency.to(images.device)
-
-
-def _targets(model: nn.Module, images: Tensor, targets: Targets, batch_size: int) -> Tensor:
-    """(B,) long CPU tensor of classes, resolved as the explainers do (:mod:`gradscorecam.explainers.targets`).
-
-    ``None`` gives each image's top class. Given targets are checked for type and count, and against the
-    model's class count, read off one forward pass of the first image, so that a float, a bool or an
-    out-of-range class raises :class:`~gradscorecam.errors.ClassIndexError` rather than being truncated.
-    """
-    resolved = class_indices(targets, len(images))
-    with model_state_guard(model), torch.no_grad():
-        if resolved is None:
-            return torch.cat([model(images[s : s + batch_size]).argmax(1).cpu() for s in range(0, len(images), batch_size)])
-        num_classes = model(images[:1]).shape[1]
-    check_class_range(resolved, num_classes)
-    return resolved
