@@ -90,7 +90,11 @@ def test_run_ablation_end_to_end(gap_net, tmp_path):
     again = ablation.run_ablation(spec, paths, configs, tmp_path / "out", layer="block", deletion_steps=4,
                                   progress=False)  # fmt: skip
     pd.testing.assert_frame_equal(table.drop(columns="seconds_per_image"), again.drop(columns="seconds_per_image"))
-    assert not math.isnan(table.loc[0, "insertion_auc"])
+    # Random weights: every masked input scores below the all-zero input (p = 0.1285 against Y = 0.1274), so
+    # alpha_k <= 0 for every channel and Grad++ScoreCAM's maps are zero everywhere; the table counts them and
+    # leaves them out of the map metrics. Grad-CAM++ has real maps, with a deletion/insertion value.
+    assert (table.loc[:2, "degenerate_maps"] == 2).all() and math.isnan(table.loc[0, "insertion_auc"])
+    assert table.loc[3, "degenerate_maps"] == 0 and 0 <= table.loc[3, "insertion_auc"] <= 1
 
 
 def test_gap_layer_twins_are_not_recomputed(gap_net, tmp_path):
@@ -98,11 +102,15 @@ def test_gap_layer_twins_are_not_recomputed(gap_net, tmp_path):
     spec = tiny_spec(gap_net, "layer")
     assert ablation.followed_by_gap_linear(spec, "layer", size=16)
     assert not ablation.followed_by_gap_linear(spec, "block", size=16)
-    activation = ablation.Config(ablation.readings()[0], 4)
-    gradient = ablation.Config({**ablation.readings()[0], "mask_source": "gradient"}, 4)
+    # without the zeros baseline: with these random weights it makes every alpha_k <= 0 and every map zero,
+    # and two all-zero maps would agree whatever the mask source
+    reading = {**ablation.readings()[0], "baseline": None}
+    activation = ablation.Config(reading, 4)
+    gradient = ablation.Config({**reading, "mask_source": "gradient"}, 4)
     table = ablation.run_ablation(spec, records, [activation, gradient], tmp_path / "out", layer="layer",
                                   baselines=(), deletion_steps=4, progress=False)  # fmt: skip
-    assert table.loc[1, "note"].startswith("identical by construction to activation/input/zeros/score @ 4")
+    assert table.loc[1, "note"].startswith("identical by construction to activation/input/None/score @ 4")
+    assert (table["degenerate_maps"] == 0).all()
     assert table.loc[1, "mask_source"] == "gradient"
     # and it is true: computing the gradient reading gives the same numbers
     computed = ablation.run_ablation(spec, records, [gradient], tmp_path / "out2", layer="layer", baselines=(),

@@ -178,6 +178,7 @@ def _summary_row(results: pd.DataFrame, records: Sequence[ImageRecord], method: 
         if name in summary:
             row.update({name: summary[name], f"{name}_low": summary[f"{name}_low"], f"{name}_high": summary[f"{name}_high"]})
     row["n_images"] = int(summary["average_drop_n"])
+    row["degenerate_maps"] = int(summary["degenerate_maps"])  # all-zero maps: no deletion/insertion/pointing value
     row["seconds_per_image"] = summary["seconds_per_image"]
     return row
 
