@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -141,6 +142,11 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
     assert (figures / "table1_vgg16.tex").exists() and (figures / "table1_vgg16_chart.png").exists()
     results = pd.read_csv(out / "table1_vgg16.csv")
     assert len(results) == 12 and results["weights"].str.startswith("random").all()
+    # every row records the options its explainer ran with, defaults included: the smoke budget and the reading
+    ours = [json.loads(o) for o in results.loc[results["method"] == "Grad++ScoreCAM", "explainer_options"]]
+    assert [(o["max_channels"], o["mask_source"], o["perturb"], o["baseline"], o["combine"]) for o in ours] == [
+        (16, "activation", "input", "zeros", "score")] * 2  # fmt: skip
+    assert json.loads((out / "table1_vgg16.csv.config.json").read_text())["explainer_options"]["Grad++ScoreCAM"] == ours[0]
 
     ablation = pd.read_csv(figures / "ablation_alexnet.csv")
     assert set(ablation["layer"]) == {"features.11", "features.9"}  # the usual layer and an inner one
