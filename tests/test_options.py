@@ -91,3 +91,13 @@ def test_options_hold_every_default(gap_net):
         "combine": "score", "max_channels": 64, "eps": 0.0}  # fmt: skip
     assert GradPlusPlusScoreCAM(gap_net, "layer", autocast=torch.bfloat16).options()["autocast"] == "bfloat16"
     assert ScoreCAM(gap_net, "layer", autocast="fp16").options()["autocast"] == "float16"
+
+
+def test_budget_spellings(gap_net):
+    import numpy as np
+
+    budget = GradPlusPlusScoreCAM(gap_net, "layer", max_channels=np.int64(5)).options()["max_channels"]
+    assert budget == 5 and type(budget) is int  # a NumPy integer (e.g. read from a table) is recorded as an int
+    for bad in (0, -3, True, 2.5, "All", "none"):
+        with pytest.raises(ValueError, match=r'max_channels must be a positive int, "all" \(every channel\) or None'):
+            ScoreCAM(gap_net, "layer", max_channels=bad)

@@ -20,14 +20,14 @@ class ScoreBasedCAM(BaseCAM):
     Args:
         batch_size: masked inputs per forward pass. Memory is bounded by it, not by the channel count K.
         progress: True for a tqdm bar over the masked passes, or a callable ``(done, total)``.
-        channels_last: build the masked inputs in channels-last memory format (default True; 1.2-1.4x on CPU).
+        channels_last: build the masked inputs in channels-last memory format (default True).
         fuse_batchnorm: run the masked passes on a cached copy of the model with BatchNorm folded into the
             convolutions (default True; exact up to float rounding; the user's model is not modified).
         autocast: None (default, float32), ``torch.bfloat16``/``"bf16"`` or ``torch.float16``/``"fp16"``:
             run the masked passes under ``torch.autocast`` (for GPUs; approximate, see tests/test_speed.py).
         cudnn_benchmark: on CUDA, let cuDNN autotune the chunk's convolutions (default True; flag restored).
 
-    See :mod:`gradscorecam.explainers.speed` for why and how much each option pays;
+    See :mod:`gradscorecam.explainers.speed` for why each option pays (the measured gains: README, "Speed");
     every option off (``**ScoringSpeed.plain().__dict__``) is the reference path.
     """
 

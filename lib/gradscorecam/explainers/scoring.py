@@ -9,6 +9,7 @@ buffer, so memory does not grow with the number of channels K.
 from __future__ import annotations
 
 from collections.abc import Callable
+from numbers import Integral
 from typing import Literal
 
 import torch
@@ -40,19 +41,23 @@ Budget = int | Literal["all"]
 
 def check_budget(max_channels: object) -> None:
     """Raise ValueError unless ``max_channels`` is ``"all"`` (every channel), None (not given) or a positive int."""
-    valid = max_channels is None or max_channels == ALL_CHANNELS
-    valid = valid or (isinstance(max_channels, int) and not isinstance(max_channels, bool) and max_channels >= 1)
-    if not valid:
-        raise ValueError(
-            f"max_channels must be a positive int, \"all\" (every channel) or None (the method's default), "
-            f"got {max_channels!r}"
-        )
+    if max_channels is None or (isinstance(max_channels, str) and max_channels == ALL_CHANNELS):
+        return
+    if isinstance(max_channels, Integral) and not isinstance(max_channels, bool) and max_channels >= 1:
+        return
+    raise ValueError(
+        f"max_channels must be a positive int, \"all\" (every channel) or None (the method's default), "
+        f"got {max_channels!r}"
+    )
 
 
 def resolve_budget(max_channels: Budget | None, default: Budget) -> Budget:
-    """The budget an explainer uses: ``max_channels`` checked, or ``default`` when it is None (not given)."""
+    """The budget an explainer uses: ``max_channels`` checked (a NumPy integer becomes an int), or ``default``
+    when it is None (not given)."""
     check_budget(max_channels)
-    return default if max_channels is None else max_channels
+    if max_channels is None:
+        return default
+    return max_channels if max_channels == ALL_CHANNELS else int(max_channels)
 
 
 def budget_mask(values: Tensor, budget: Budget) -> Tensor:

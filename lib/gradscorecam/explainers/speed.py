@@ -3,22 +3,25 @@
 Score-CAM costs one forward pass per channel (512 for ResNet-18's ``layer4``, 2048 for ResNet-50's), so
 the masked passes are nearly all of its time: the engine in :mod:`.scoring` already adds little around
 them, and what is left to gain is in the forward pass itself. :class:`ScoringSpeed` holds the options,
-:func:`fast_forward` applies them for one call. Measured on a 2-core AVX2 CPU with ResNet-18, batches of
-32 at 224x224 (README, "Speed"), per masked image:
+:func:`fast_forward` applies them for one call. How much each option pays depends on the hardware and the
+network; the measured factors, with the machine, model and command that gave them
+(``benchmarks/forward_options.py``, ``benchmarks/score_speed.py``), are in the README's "Speed" section,
+not here, where they would go stale. What each option does:
 
 * ``channels_last`` (default on): the masked inputs are built in channels-last (NHWC) memory format.
   oneDNN (CPU) and cuDNN then run NHWC kernels through the whole network, because a convolution's output
-  follows its input's format, and skip the reorders NCHW costs at every convolution: 1.2-1.4x on the CPU.
+  follows its input's format, and skip the reorders NCHW costs at every convolution.
   Only the inputs change format; the user's parameters are never converted.
 * ``fuse_batchnorm`` (default on): an eval-mode BatchNorm after a convolution is an affine map, so it is
   folded into the convolution's weights (``torch.fx.experimental.optimization.fuse``) in a private copy of
-  the model used for the masked passes only: one memory-bound pass less per block, 1.07-1.09x on top
+  the model used for the masked passes only: one memory-bound pass less per block, a smaller gain on top
   of channels-last. The copy is exact up to float rounding (tests: maps within 1e-5). It is made only when
   the model has a BatchNorm, has no hooks (a copy traced by ``torch.fx`` would not call all of them) and
   can be traced; otherwise the model itself runs the masked passes, with a warning when tracing failed.
   The copy is cached per model (one copy, freed with the model or by :func:`clear_fused_copies`) and
   rebuilt whenever any parameter or buffer of the model changes (its storage or its in-place version
-  counter), so explainers made anew for every image or method share it (building it costs 0.1-0.5 s).
+  counter), so explainers made anew for every image or method share it (building it costs a fraction of
+  a second).
 * ``autocast`` (default off): run the masked passes under ``torch.autocast`` in ``torch.bfloat16`` or
   ``torch.float16``; scores are read in float32. Meant for GPUs with tensor cores; on a CPU without bf16
   instructions it is slower. The maps change within the tolerance the tests state, not exactly.
