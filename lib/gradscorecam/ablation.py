@@ -26,6 +26,7 @@ from .models import ModelSpec
 from .plotting import finish_figure
 from .runner import evaluate
 from .summary import summarize
+from .verdict import METRICS, paired_comparison
 
 #: The open choices of the paper and their values, the first being the library's default.
 CHOICES: dict[str, tuple[Any, ...]] = {
@@ -107,11 +108,19 @@ def run_ablation(
 
     ``evaluate_options`` go to :func:`gradscorecam.evaluate` (device, batch_size, deletion_steps, seed,
     score, masking ...). Results files go to ``out_dir/<layer>/``; rerunning resumes them.
+
+    Each Grad++ScoreCAM row also carries the paired comparisons behind :func:`claims`: for each claim of
+    :data:`CLAIMS` whose baseline was run, ``"<claim> difference"`` (mean over images of Grad++ScoreCAM −
+    baseline), ``"<claim> low"``/``"<claim> high"`` (95 % paired bootstrap interval), ``"<claim> p"`` (Wilcoxon
+    signed-rank, or exact McNemar for Average Increase) and ``"<claim> n"`` (paired images), computed by
+    :func:`gradscorecam.verdict.paired_comparison` from the per-image rows of the two results files (same
+    images, same settings; only the explainer options differ, which is the point).
     """
     folder = Path(out_dir) / re.sub(r"[^A-Za-z0-9]+", "_", layer)
     shortcut = followed_by_gap_linear(spec, layer)
     rows: list[dict[str, Any]] = []
     done: dict[str, dict[str, Any]] = {}
+    per_image: dict[str, pd.DataFrame] = {}  # the per-image rows of each configuration, twins sharing one
     for config in configs:
         twin = _mask_source_twin(config) if shortcut else None
         if twin is not None and twin.label in done:
@@ -119,6 +128,7 @@ def run_ablation(
             # (channels with w_k > 0 only) both mask sources give the same masks, hence the same numbers.
             rows.append({**done[twin.label], "config": config.label, **{k: config.reading[k] for k in CHOICES},
                          "note": f"identical by construction to {twin.label} (layer followed by GAP + linear)"})
+            per_image[config.label] = per_image[twin.label]
             continue
         results = evaluate(
             spec, records, [METHOD], folder / f"{config.slug}.csv", target_layer=layer,
@@ -126,6 +136,7 @@ def run_ablation(
         )  # fmt: skip
         row = _summary_row(results, records, METHOD, layer, config.label, config.reading, config.max_channels)
         done[config.label] = row
+        per_image[config.label] = rows_for(results[results["method"] == METHOD], records)
         rows.append(row)
     if baselines:
         options = {m: dict(o) for m, o in (baseline_options or {}).items() if m in baselines}
@@ -136,7 +147,34 @@ def run_ablation(
         for method in baselines:
             budget = options.get(method, {}).get("max_channels")
             rows.append(_summary_row(results, records, method, layer, method, {}, budget))
+        reference = {m: rows_for(results[results["method"] == m], records) for m in baselines}
+        for row in rows:
+            if row["method"] == METHOD:
+                row.update(_paired_claims(per_image[row["config"]], reference))
     return pd.DataFrame(rows)
+
+
+#: The paper's claims as (column, baseline, per-image results column): lower Average Drop and higher Average
+#: Increase than Grad-CAM++ and Score-CAM, and less time than Score-CAM.
+CLAIMS: tuple[tuple[str, str, str], ...] = (
+    ("AD < Grad-CAM++", "Grad-CAM++", "drop"),
+    ("AI > Grad-CAM++", "Grad-CAM++", "increase"),
+    ("AD < Score-CAM", "Score-CAM", "drop"),
+    ("AI > Score-CAM", "Score-CAM", "increase"),
+    ("faster than Score-CAM", "Score-CAM", "seconds"),
+)
+
+
+def _paired_claims(ours: pd.DataFrame, reference: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    """The paired numbers of :data:`CLAIMS` for one configuration's per-image rows (see :func:`run_ablation`)."""
+    entry: dict[str, Any] = {}
+    for claim, baseline, column in CLAIMS:
+        if baseline not in reference:
+            continue
+        row = paired_comparison(ours, reference[baseline], {column: METRICS[column]}).iloc[0]
+        entry.update({f"{claim} difference": row["mean_difference"], f"{claim} low": row["low"],
+                      f"{claim} high": row["high"], f"{claim} p": row["p_value"], f"{claim} n": row["n"]})  # fmt: skip
+    return entry
 
 
 def followed_by_gap_linear(spec: ModelSpec, layer: str, size: int = 224) -> bool:
@@ -220,32 +258,27 @@ def indistinguishable(table: pd.DataFrame, label: str, other: str) -> bool:
 
 
 def claims(table: pd.DataFrame) -> pd.DataFrame:
-    """The paper's claims per Grad++ScoreCAM configuration and layer: lower Average Drop and higher Average
-    Increase than Grad-CAM++ and than Score-CAM, and faster than Score-CAM. "yes*" marks a difference whose
-    95 % intervals do not overlap."""
+    """The paper's claims (:data:`CLAIMS`) per Grad++ScoreCAM configuration and layer, from the paired
+    comparisons that :func:`run_ablation` stores: "holds" when the 95 % paired bootstrap interval of the mean
+    difference (Grad++ScoreCAM − baseline, over the same images) lies on the claimed side of 0, "fails" when
+    it lies on the other side, "cannot tell at N = n" when it holds 0 (as :func:`gradscorecam.claim_verdicts`).
+    Claims whose baseline was not run are left out."""
     rows = []
-    for layer, part in table.groupby("layer", sort=False):
-        base = part.set_index("method")
-        for _, row in part[part["method"] == METHOD].iterrows():
-            entry = {"layer": layer, "config": row["config"]}
-            for other in ("Grad-CAM++", "Score-CAM"):
-                if other not in base.index:
-                    continue
-                ref = base.loc[other]
-                entry[f"AD < {other}"] = _verdict(row, ref, "average_drop", higher_is_better=False)
-                entry[f"AI > {other}"] = _verdict(row, ref, "average_increase", higher_is_better=True)
-            if "Score-CAM" in base.index:
-                entry["faster than Score-CAM"] = "yes" if row["seconds_per_image"] < base.loc["Score-CAM", "seconds_per_image"] else "no"
-            rows.append(entry)
+    for _, row in table[table["method"] == METHOD].iterrows():
+        entry = {"layer": row["layer"], "config": row["config"]}
+        for claim, _, column in CLAIMS:
+            if f"{claim} low" not in row.index or pd.isna(row[f"{claim} n"]):
+                continue
+            entry[claim] = _verdict(row[f"{claim} low"], row[f"{claim} high"], int(row[f"{claim} n"]),
+                                    higher_is_better=METRICS[column][0] == "higher")  # fmt: skip
+        rows.append(entry)
     return pd.DataFrame(rows)
 
 
-def _verdict(row: pd.Series, ref: pd.Series, name: str, higher_is_better: bool) -> str:
-    better = row[name] > ref[name] if higher_is_better else row[name] < ref[name]
-    if not better:
-        return "no"
-    apart = row[f"{name}_low"] > ref[f"{name}_high"] if higher_is_better else row[f"{name}_high"] < ref[f"{name}_low"]
-    return "yes*" if apart else "yes"
+def _verdict(low: float, high: float, n: int, higher_is_better: bool) -> str:
+    if low > 0 or high < 0:  # the interval excludes 0 (NaN compares False: cannot tell)
+        return "holds" if (low > 0) == higher_is_better else "fails"
+    return f"cannot tell at N = {n}"
 
 
 def pareto_plot(table: pd.DataFrame, title: str | None = None, random_weights: bool = False) -> Figure:
