@@ -12,6 +12,7 @@ from scipy.stats import binomtest, wilcoxon
 
 from gradscorecam import ResultsMismatchError, claim_verdicts, compare
 from gradscorecam.summary import mean_confidence_interval
+from gradscorecam.verdict import decide
 
 OURS = "Grad++ScoreCAM"
 
@@ -29,10 +30,10 @@ def _frame(values: dict[str, dict[str, list[float]]], **config: str) -> pd.DataF
 
 def _hand_frame() -> pd.DataFrame:
     return _frame({
-        OURS: {"drop": [10, 20, 30, 40], "increase": [100, 100, 100, 0], "insertion_auc": [0.5, 0.6, 0.7, 0.8],
-               "seconds": [1, 1, 1, 1]},
-        "Score-CAM": {"drop": [12, 23, 31, 44], "increase": [0, 0, 100, 0], "insertion_auc": [0.6, 0.7, 0.9, 0.9],
-                      "seconds": [4, 4, 4, 4]},
+        OURS: {"drop": [10, 20, 30, 40, 50, 60], "increase": [100, 100, 100, 0, 100, 100],
+               "insertion_auc": [0.5, 0.6, 0.7, 0.8, 0.5, 0.4], "seconds": [1] * 6},
+        "Score-CAM": {"drop": [12, 23, 31, 44, 55, 66], "increase": [0, 0, 100, 0, 0, 100],
+                      "insertion_auc": [0.6, 0.7, 0.9, 0.9, 0.6, 0.6], "seconds": [4] * 6},
     })  # fmt: skip
 
 
@@ -41,34 +42,50 @@ def test_hand_made_frame_differences_tests_and_verdicts():
     assert list(table["baseline"].unique()) == ["Score-CAM"]
     assert set(table.index) == {"drop", "increase", "insertion_auc", "seconds"}  # only the columns present
 
-    drop = table.loc["drop"]  # d = [-2, -3, -1, -4]: every image says "lower"
-    assert (drop["n"], drop["dropped"]) == (4, 0)
-    assert drop["method_mean"] == 25.0 and drop["baseline_mean"] == 27.5 and drop["mean_difference"] == -2.5
-    assert -4 <= drop["low"] <= drop["high"] <= -1  # every resample's mean lies between the extreme differences
-    assert drop["better"] is True  # lower Average Drop is better
-    # exact signed-rank test, n = 4, all ranks negative: p = 2 * (1/2)^4
-    assert drop["p_value"] == pytest.approx(0.125)
-    assert drop["p_value"] == pytest.approx(wilcoxon([-2, -3, -1, -4]).pvalue)
+    drop = table.loc["drop"]  # d = [-2, -3, -1, -4, -5, -6]: every image says "lower"
+    assert (drop["n"], drop["dropped"]) == (6, 0)
+    assert drop["method_mean"] == 35.0 and drop["baseline_mean"] == 38.5 and drop["mean_difference"] == -3.5
+    assert -6 <= drop["low"] <= drop["high"] <= -1  # every resample's mean lies between the extreme differences
+    # exact signed-rank test, n = 6, all ranks negative: p = 2 * (1/2)^6
+    assert drop["p_value"] == pytest.approx(2 / 64)
+    assert drop["p_value"] == pytest.approx(wilcoxon([-2, -3, -1, -4, -5, -6]).pvalue)
     assert drop["test"] == "Wilcoxon signed-rank"
+    assert drop["better"] is True  # lower Average Drop is better; interval below 0 and p < 0.05
 
-    increase = table.loc["increase"]  # images 0 and 1: only ours increases; image 2 both; image 3 neither
-    assert (increase["method_only"], increase["baseline_only"]) == (2, 0)
+    increase = table.loc["increase"]  # images 0, 1, 4: only ours increases; images 2 and 5 both; image 3 neither
+    assert (increase["method_only"], increase["baseline_only"]) == (3, 0)
     assert increase["mean_difference"] == 50.0  # percentage points of Average Increase
-    assert increase["p_value"] == pytest.approx(0.5)  # 2 discordant pairs, both ours: 2 * (1/2)^2
-    assert increase["p_value"] == pytest.approx(binomtest(2, 2, 0.5).pvalue)
+    assert increase["p_value"] == pytest.approx(0.25)  # 3 discordant pairs, all ours: 2 * (1/2)^3
+    assert increase["p_value"] == pytest.approx(binomtest(3, 3, 0.5).pvalue)
     assert increase["test"] == "exact McNemar"
-    assert increase["low"] == 0.0 and increase["better"] is None  # resamples of images 2 and 3 only: d = 0
+    # the bootstrap's 2.5 % quantile is one discordant image in six (P(none drawn) = 1/64 < 2.5 %), so the
+    # interval excludes 0, but three images cannot make McNemar's test significant: cannot tell
+    assert increase["low"] == pytest.approx(100 / 6) and increase["better"] is None
 
     insertion = table.loc["insertion_auc"]  # higher is better, and ours is lower on every image
-    assert insertion["mean_difference"] == pytest.approx(-0.125)
+    d = np.array([0.5, 0.6, 0.7, 0.8, 0.5, 0.4]) - np.array([0.6, 0.7, 0.9, 0.9, 0.6, 0.6])
+    assert insertion["mean_difference"] == pytest.approx(-0.8 / 6)
+    assert insertion["p_value"] == pytest.approx(wilcoxon(d).pvalue) and insertion["p_value"] < 0.05
     assert insertion["high"] < 0 and insertion["better"] is False
 
     seconds = table.loc["seconds"]
     assert seconds["ratio"] == 0.25 and seconds["ratio_low"] == seconds["ratio_high"] == 0.25
     assert seconds["mean_difference"] == -3.0 and seconds["low"] == seconds["high"] == -3.0
+    assert seconds["p_value"] == pytest.approx(wilcoxon([-3.0] * 6).pvalue)
     assert seconds["better"] is True
-    assert seconds["p_value"] == pytest.approx(wilcoxon([-3.0] * 4).pvalue)
     assert math.isnan(table.loc["drop", "ratio"])
+
+
+def test_small_n_cannot_tell_even_when_the_bootstrap_interval_excludes_zero():
+    # two images, both 2 points lower: every resample's mean is negative, but the signed-rank p-value is 0.5
+    df = _frame({OURS: {"drop": [10.0, 20.0]}, "Score-CAM": {"drop": [12.0, 22.0]}})
+    row = compare(df).iloc[0]
+    assert row["low"] == row["high"] == -2.0 and row["p_value"] == pytest.approx(0.5)
+    assert row["better"] is None
+    assert decide(-3.0, -1.0, 0.01, "lower") is True and decide(-3.0, -1.0, 0.01, "higher") is False
+    assert decide(-3.0, -1.0, 0.2, "lower") is None and decide(-1.0, 1.0, 0.001, "lower") is None
+    assert decide(math.nan, math.nan, math.nan, "lower") is None
+    assert decide(-3.0, -1.0, 0.07, "lower", confidence=0.9) is True
 
 
 def test_cross_check_against_scipy_on_random_pairs():
@@ -137,13 +154,14 @@ def test_all_zero_differences_give_p_one():
 
 
 def test_extra_metric_and_chosen_baselines():
-    df = _frame({OURS: {"drop": [1, 2, 3], "objects_found": [1.0, 1.0, 0.5]},
-                 "Grad-CAM": {"drop": [1, 2, 3], "objects_found": [0.5, 0.5, 0.0]},
-                 "Score-CAM": {"drop": [1, 2, 3], "objects_found": [1.0, 1.0, 0.5]}})  # fmt: skip
+    df = _frame({OURS: {"drop": [1] * 6, "objects_found": [1.0, 1.0, 0.5, 1.0, 0.5, 1.0]},
+                 "Grad-CAM": {"drop": [1] * 6, "objects_found": [0.5, 0.5, 0.0, 0.5, 0.0, 0.5]},
+                 "Score-CAM": {"drop": [1] * 6, "objects_found": [1.0] * 6}})  # fmt: skip
     table = compare(df, baselines=["Grad-CAM"], metrics={"objects_found": ("higher", "continuous")})
     assert list(table["baseline"].unique()) == ["Grad-CAM"]
     row = table.set_index("metric").loc["objects_found"]
-    assert row["mean_difference"] == 0.5 and row["better"] is True
+    assert row["mean_difference"] == 0.5 and row["low"] == row["high"] == 0.5
+    assert row["p_value"] == pytest.approx(wilcoxon([0.5] * 6).pvalue) and row["better"] is True
     with pytest.raises(ValueError, match="higher"):
         compare(df, metrics={"objects_found": ("up", "continuous")})
 
@@ -191,8 +209,8 @@ def test_claim_verdicts_say_what_was_not_measured():
 
 
 def test_claim_verdicts_from_compare_end_to_end():
-    df = _frame({OURS: {"drop": [10, 20, 30, 40], "increase": [100, 0, 0, 0], "seconds": [1, 1, 1, 1]},
-                 "Grad-CAM++": {"drop": [12, 23, 31, 44], "increase": [100, 0, 0, 0], "seconds": [0.1] * 4},
-                 "Score-CAM": {"drop": [9, 18, 27, 36], "increase": [0, 0, 0, 0], "seconds": [4, 4, 4, 4]}})  # fmt: skip
+    df = _frame({OURS: {"drop": [10, 20, 30, 40, 50, 60], "increase": [100, 0, 0, 0, 0, 0], "seconds": [1] * 6},
+                 "Grad-CAM++": {"drop": [12, 23, 31, 44, 55, 66], "increase": [100, 0, 0, 0, 0, 0], "seconds": [0.1] * 6},
+                 "Score-CAM": {"drop": [9, 18, 27, 36, 45, 54], "increase": [0] * 6, "seconds": [4] * 6}})  # fmt: skip
     verdicts = claim_verdicts(compare(df, n_resamples=1000)).set_index("claim")["verdict"]
-    assert verdicts.tolist() == ["holds", "fails", "cannot tell at N = 4", "cannot tell at N = 4", "holds"]
+    assert verdicts.tolist() == ["holds", "fails", "cannot tell at N = 6", "cannot tell at N = 6", "holds"]

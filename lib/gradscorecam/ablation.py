@@ -26,7 +26,7 @@ from .models import ModelSpec
 from .plotting import finish_figure
 from .runner import evaluate
 from .summary import summarize
-from .verdict import METRICS, paired_comparison
+from .verdict import METRICS, decide, paired_comparison, verdict_text
 
 #: The open choices of the paper and their values, the first being the library's default.
 CHOICES: dict[str, tuple[Any, ...]] = {
@@ -260,8 +260,9 @@ def indistinguishable(table: pd.DataFrame, label: str, other: str) -> bool:
 def claims(table: pd.DataFrame) -> pd.DataFrame:
     """The paper's claims (:data:`CLAIMS`) per Grad++ScoreCAM configuration and layer, from the paired
     comparisons that :func:`run_ablation` stores: "holds" when the 95 % paired bootstrap interval of the mean
-    difference (Grad++ScoreCAM − baseline, over the same images) lies on the claimed side of 0, "fails" when
-    it lies on the other side, "cannot tell at N = n" when it holds 0 (as :func:`gradscorecam.claim_verdicts`).
+    difference (Grad++ScoreCAM − baseline, over the same images) lies on the claimed side of 0 and the paired
+    test agrees (p < 0.05), "fails" when both say the other side, "cannot tell at N = n" otherwise (the rule
+    of :func:`gradscorecam.verdict.decide`, as :func:`gradscorecam.claim_verdicts`).
     Claims whose baseline was not run are left out."""
     rows = []
     for _, row in table[table["method"] == METHOD].iterrows():
@@ -269,16 +270,10 @@ def claims(table: pd.DataFrame) -> pd.DataFrame:
         for claim, _, column in CLAIMS:
             if f"{claim} low" not in row.index or pd.isna(row[f"{claim} n"]):
                 continue
-            entry[claim] = _verdict(row[f"{claim} low"], row[f"{claim} high"], int(row[f"{claim} n"]),
-                                    higher_is_better=METRICS[column][0] == "higher")  # fmt: skip
+            better = decide(row[f"{claim} low"], row[f"{claim} high"], row[f"{claim} p"], METRICS[column][0])
+            entry[claim] = verdict_text(better, int(row[f"{claim} n"]))
         rows.append(entry)
     return pd.DataFrame(rows)
-
-
-def _verdict(low: float, high: float, n: int, higher_is_better: bool) -> str:
-    if low > 0 or high < 0:  # the interval excludes 0 (NaN compares False: cannot tell)
-        return "holds" if (low > 0) == higher_is_better else "fails"
-    return f"cannot tell at N = {n}"
 
 
 def pareto_plot(table: pd.DataFrame, title: str | None = None, random_weights: bool = False) -> Figure:

@@ -25,9 +25,12 @@ For each (baseline, metric), over the n images where both methods have a value (
   McNemar test: with ``method_only`` images where only the method succeeds and ``baseline_only`` where only
   the baseline does (the discordant pairs), p = ``scipy.stats.binomtest(method_only, method_only +
   baseline_only, 0.5).pvalue``; concordant pairs carry no information (1 when there is no discordant pair);
-* ``better``: True when the interval lies entirely on the metric's good side of 0 (above for higher-is-better
-  metrics, below for lower-is-better ones), False when entirely on the bad side, None ("cannot tell") when it
-  holds 0 or is NaN;
+* ``better`` (:func:`decide`): True when the interval lies entirely on the metric's good side of 0 (above
+  for higher-is-better metrics, below for lower-is-better ones) *and* the test agrees (p < 1 − confidence),
+  False when both say the bad side, None ("cannot tell") otherwise. The test guards small N: with n pairs the
+  percentile bootstrap only ever sees the n observed differences, so with 2 images of the same sign its
+  interval excludes 0 although nothing is known (the signed-rank p-value is then 0.5; an exact two-sided
+  signed-rank test needs n ≥ 6 same-sign differences to reach p < 0.05);
 * for ``seconds`` also ``ratio`` = mean(method seconds) / mean(baseline seconds) with its paired percentile
   bootstrap interval ``ratio_low``, ``ratio_high`` (the same image resamples for both means).
 
@@ -173,7 +176,7 @@ def claim_verdicts(table: pd.DataFrame, method: str = "Grad++ScoreCAM") -> pd.Da
     Claims: lower Average Drop than Grad-CAM++, and than Score-CAM; higher Average Increase than each; faster
     than Score-CAM (lower ``seconds``). A claim holds when the paired interval of the mean difference lies on
     the claimed side of 0 (``better`` is True), fails when it lies on the other side (False), and cannot be told
-    at the number of paired images when the interval holds 0. A baseline not in the table gives "not measured".
+    at the number of paired images otherwise (:func:`decide`). A baseline not in the table gives "not measured".
     The numbers behind each verdict (n, means, mean difference, its interval, p-value, and the speed ratio) are
     in the row.
     """
@@ -195,8 +198,7 @@ def claim_verdicts(table: pd.DataFrame, method: str = "Grad++ScoreCAM") -> pd.Da
             continue
         found = match.iloc[0]
         row.update({k: found.get(k, math.nan) for k in numbers})
-        better = found["better"]
-        row["verdict"] = "holds" if better is True else "fails" if better is False else f"cannot tell at N = {int(found['n'])}"
+        row["verdict"] = verdict_text(found["better"], int(found["n"]))
         rows.append(row)
     return pd.DataFrame(rows, columns=["claim", "verdict", "baseline", "metric", *numbers])
 
@@ -273,10 +275,22 @@ def _compare_arrays(
             row["note"] = "no discordant pair: both methods succeed or fail on the same images"
     if ratio:
         row["ratio_low"], row["ratio_high"] = _ratio_interval(a, b, confidence, n_resamples, seed)
-    low, high = row["low"], row["high"]
-    if low > 0 or high < 0:  # NaN compares False: cannot tell
-        row["better"] = bool((low > 0) == (direction == "higher"))
+    row["better"] = decide(row["low"], row["high"], row["p_value"], direction, confidence)
     return row
+
+
+def decide(low: float, high: float, p_value: float, direction: str, confidence: float = 0.95) -> bool | None:
+    """``better``: True / False when the interval [low, high] of the mean difference (method − baseline) lies
+    on the good / bad side of 0 for a ``direction`` ("higher" or "lower" is better) metric and the test's
+    ``p_value`` < 1 − ``confidence``; None (cannot tell) otherwise, NaN included."""
+    if not (low > 0 or high < 0) or not p_value < 1 - confidence:  # NaN compares False: cannot tell
+        return None
+    return bool((low > 0) == (direction == "higher"))
+
+
+def verdict_text(better: bool | None, n: int) -> str:
+    """A claim's verdict from :func:`decide`: "holds", "fails" or "cannot tell at N = n"."""
+    return "holds" if better is True else "fails" if better is False else f"cannot tell at N = {n}"
 
 
 def _ratio_interval(a: np.ndarray, b: np.ndarray, confidence: float, n_resamples: int, seed: int) -> tuple[float, float]:
