@@ -164,6 +164,8 @@ def test_extra_metric_and_chosen_baselines():
     assert row["p_value"] == pytest.approx(wilcoxon([0.5] * 6).pvalue) and row["better"] is True
     with pytest.raises(ValueError, match="higher"):
         compare(df, metrics={"objects_found": ("up", "continuous")})
+    with pytest.raises(ValueError, match=r"'objects_found' is compared as binary .* holds \[0.0, 0.5, 1.0\]"):
+        compare(df, metrics={"objects_found": ("higher", "binary")})
 
 
 def test_bad_input_is_named():

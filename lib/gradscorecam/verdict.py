@@ -93,7 +93,7 @@ def compare(
         df: a results table of the runner, one configuration (``image_id``, ``method`` and metric columns).
         method: the method under test.
         baselines: the methods it is compared with; None: every other method in ``df`` (the paper's order).
-        confidence: level of the bootstrap intervals.
+        confidence: level of the bootstrap intervals; ``better`` also needs p < 1 − ``confidence``.
         n_resamples: bootstrap resamples per interval.
         seed: every interval draws from a fresh ``numpy.random.default_rng(seed)``, so a row does not depend on
             which other rows are computed.
@@ -163,6 +163,8 @@ def paired_comparison(
         a = _column(a_frame, column).reindex(images)
         b = _column(b_frame, column).reindex(images)
         both = a.notna() & b.notna()
+        if kind == "binary":
+            _check_binary(column, pd.concat([a, b]).dropna().to_numpy(float))
         row = _compare_arrays(a[both].to_numpy(float), b[both].to_numpy(float), direction, kind, confidence,  # type: ignore[arg-type]
                               n_resamples, seed, ratio=column == "seconds")  # fmt: skip
         rows.append({"metric": column, "dropped": int((~both).sum()), **row})
@@ -217,6 +219,14 @@ def _metric_specs(
             )
         specs[column] = (spec[0], spec[1])
     return specs
+
+
+def _check_binary(column: str, values: np.ndarray) -> None:
+    """A binary metric holds 0 and one success value (1 for hits, 100 for the Average Increase indicator)."""
+    successes = np.unique(values[values != 0])
+    if len(successes) > 1 or np.any(values < 0):
+        raise ValueError(f"metric {column!r} is compared as binary (0 or one success value) but holds "
+                         f"{np.unique(values)[:6].tolist()}...; declare it 'continuous' in metrics=")  # fmt: skip
 
 
 def _object_better(table: pd.DataFrame) -> pd.DataFrame:
