@@ -107,12 +107,6 @@ def test_faithfulness_table_next_to_the_paper(tmp_path):
     plt.close(chart)
 
 
-def test_rows_for_keeps_only_the_current_images():
-    results = pd.DataFrame({"image_id": ["a", "b", "c"], "method": ["Grad-CAM"] * 3})
-    records = [ImageRecord("a", None, 0), ImageRecord("c", None, 0)]  # type: ignore[arg-type]
-    assert list(experiments.rows_for(results, records)["image_id"]) == ["a", "c"]
-
-
 def test_channel_budgets_from_the_recorded_options_else_the_class_default():
     options = '{"Grad++ScoreCAM": {"batch_size": 8, "max_channels": 16}, "Score-CAM": {"max_channels": 16}}'
     results = pd.DataFrame({"method": ["Score-CAM", "Grad++ScoreCAM", "Grad-CAM"], "explainer_options": options})
@@ -141,3 +135,10 @@ def test_table1_caption_says_what_ran(vgg_net):
                                              seed=0, score="probability", masking="pixel", paper=False)  # fmt: skip
     assert "softmax probabilities of the explained class" in probability and "Deletion" not in probability
     assert "(paper" not in probability and "3 built-in image(s)" in probability
+
+
+def test_rows_for_keeps_only_the_current_images():
+    results = pd.DataFrame({"image_id": ["a", "b", "c"], "method": ["Grad-CAM"] * 3})
+    records = [ImageRecord("a", None, 0), ImageRecord("c", None, 0)]  # type: ignore[arg-type]
+    assert list(experiments.rows_for(results, records)["image_id"]) == ["a", "c"]
+

@@ -154,29 +154,6 @@ def run_ablation(
     return pd.DataFrame(rows)
 
 
-#: The paper's claims as (column, baseline, per-image results column): lower Average Drop and higher Average
-#: Increase than Grad-CAM++ and Score-CAM, and less time than Score-CAM.
-CLAIMS: tuple[tuple[str, str, str], ...] = (
-    ("AD < Grad-CAM++", "Grad-CAM++", "drop"),
-    ("AI > Grad-CAM++", "Grad-CAM++", "increase"),
-    ("AD < Score-CAM", "Score-CAM", "drop"),
-    ("AI > Score-CAM", "Score-CAM", "increase"),
-    ("faster than Score-CAM", "Score-CAM", "seconds"),
-)
-
-
-def _paired_claims(ours: pd.DataFrame, reference: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
-    """The paired numbers of :data:`CLAIMS` for one configuration's per-image rows (see :func:`run_ablation`)."""
-    entry: dict[str, Any] = {}
-    for claim, baseline, column in CLAIMS:
-        if baseline not in reference:
-            continue
-        row = paired_comparison(ours, reference[baseline], {column: METRICS[column]}).iloc[0]
-        entry.update({f"{claim} difference": row["mean_difference"], f"{claim} low": row["low"],
-                      f"{claim} high": row["high"], f"{claim} p": row["p_value"], f"{claim} n": row["n"]})  # fmt: skip
-    return entry
-
-
 def followed_by_gap_linear(spec: ModelSpec, layer: str, size: int = 224) -> bool:
     """Whether the model's logits are a linear layer of the global average pool of ``layer``'s output (CAM's
     condition), checked on one random image."""
@@ -255,6 +232,29 @@ def indistinguishable(table: pd.DataFrame, label: str, other: str) -> bool:
             if not y[f"{name}_low"] <= x[name] <= y[f"{name}_high"]:
                 return False
     return True
+
+
+#: The paper's claims as (column, baseline, per-image results column): lower Average Drop and higher Average
+#: Increase than Grad-CAM++ and Score-CAM, and less time than Score-CAM.
+CLAIMS: tuple[tuple[str, str, str], ...] = (
+    ("AD < Grad-CAM++", "Grad-CAM++", "drop"),
+    ("AI > Grad-CAM++", "Grad-CAM++", "increase"),
+    ("AD < Score-CAM", "Score-CAM", "drop"),
+    ("AI > Score-CAM", "Score-CAM", "increase"),
+    ("faster than Score-CAM", "Score-CAM", "seconds"),
+)
+
+
+def _paired_claims(ours: pd.DataFrame, reference: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    """The paired numbers of :data:`CLAIMS` for one configuration's per-image rows (see :func:`run_ablation`)."""
+    entry: dict[str, Any] = {}
+    for claim, baseline, column in CLAIMS:
+        if baseline not in reference:
+            continue
+        row = paired_comparison(ours, reference[baseline], {column: METRICS[column]}).iloc[0]
+        entry.update({f"{claim} difference": row["mean_difference"], f"{claim} low": row["low"],
+                      f"{claim} high": row["high"], f"{claim} p": row["p_value"], f"{claim} n": row["n"]})  # fmt: skip
+    return entry
 
 
 def claims(table: pd.DataFrame) -> pd.DataFrame:
