@@ -141,4 +141,3 @@ def test_rows_for_keeps_only_the_current_images():
     results = pd.DataFrame({"image_id": ["a", "b", "c"], "method": ["Grad-CAM"] * 3})
     records = [ImageRecord("a", None, 0), ImageRecord("c", None, 0)]  # type: ignore[arg-type]
     assert list(experiments.rows_for(results, records)["image_id"]) == ["a", "c"]
-
