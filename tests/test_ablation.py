@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 import torch
 from conftest import random_image_records, tiny_spec
+import gradscorecam
 from gradscorecam import GradPlusPlusScoreCAM, ablation
+from gradscorecam.verdict import paired_comparison
 
 
 def test_sixteen_readings_default_first():
@@ -41,6 +43,17 @@ def _table() -> pd.DataFrame:
     table["layer"] = "head"
     for name in ablation.QUALITY:
         table[f"{name}_low"], table[f"{name}_high"] = table[name] - 1, table[name] + 1
+    # the paired comparisons run_ablation stores for Grad++ScoreCAM rows: (low, high) of the mean difference
+    paired = {
+        "a @ 16": {"AD < Grad-CAM++": (-8, -2), "AD < Score-CAM": (3, 9), "AI > Score-CAM": (-10, 5)},
+        "b @ 64": {"AD < Grad-CAM++": (-20, -10), "AD < Score-CAM": (-3, 1), "AI > Score-CAM": (1, 4)},
+        "c @ 64": {"AD < Grad-CAM++": (-12, -8), "AD < Score-CAM": (1, 5), "AI > Score-CAM": (-6, -1)},
+    }
+    for config, claims in paired.items():
+        at = table.index[table["config"] == config][0]
+        for claim, (low, high) in {**claims, "AI > Grad-CAM++": (math.nan, math.nan), "faster than Score-CAM": (-40, -30)}.items():
+            table.loc[at, [f"{claim} difference", f"{claim} low", f"{claim} high", f"{claim} p", f"{claim} n"]] = [
+                (low + high) / 2, low, high, 0.01, 1 if claim == "AI > Grad-CAM++" else 30]
     return table
 
 
@@ -59,14 +72,27 @@ def test_rank_configs_by_mean_rank_within_a_time_limit():
     assert list(ablation.rank_configs(_table(), max_seconds=2.0)["config"]) == ["a @ 16"]
 
 
-def test_claims_against_the_references():
+def test_claims_read_the_paired_intervals():
     verdicts = ablation.claims(_table()).set_index("config")
-    # b: AD 20 vs Grad-CAM++ 35 (intervals [19, 21] and [34, 36] apart) -> yes*; vs Score-CAM 22 ([21, 23]) -> yes
-    assert verdicts.loc["b @ 64", "AD < Grad-CAM++"] == "yes*"
-    assert verdicts.loc["b @ 64", "AD < Score-CAM"] == "yes"
-    assert verdicts.loc["b @ 64", "AI > Score-CAM"] == "yes"
-    assert verdicts.loc["a @ 16", "AD < Score-CAM"] == "no"
-    assert (verdicts["faster than Score-CAM"] == "yes").all()
+    assert list(verdicts.index) == ["a @ 16", "b @ 64", "c @ 64"]  # Grad++ScoreCAM rows only
+    # AD: lower is better, so an interval below 0 holds, above 0 fails, around 0 cannot tell
+    assert verdicts.loc["b @ 64", "AD < Grad-CAM++"] == "holds"
+    assert verdicts.loc["a @ 16", "AD < Score-CAM"] == "fails"
+    assert verdicts.loc["b @ 64", "AD < Score-CAM"] == "cannot tell at N = 30"
+    # AI: higher is better
+    assert verdicts.loc["b @ 64", "AI > Score-CAM"] == "holds"
+    assert verdicts.loc["c @ 64", "AI > Score-CAM"] == "fails"
+    assert verdicts.loc["a @ 16", "AI > Score-CAM"] == "cannot tell at N = 30"
+    assert verdicts.loc["a @ 16", "AI > Grad-CAM++"] == "cannot tell at N = 1"  # one pair: NaN interval
+    assert (verdicts["faster than Score-CAM"] == "holds").all()
+    # the paired interval decides, not the unpaired rule: b's AI 50 [49, 51] and Score-CAM's 48 [47, 49] overlap
+    # (the old rule's plain "yes"), and the paired interval [1, 4] says it holds
+    table = _table()
+    assert table.loc[1, "average_increase_low"] <= table.loc[4, "average_increase_high"]
+    # a claim whose comparison is missing (its baseline not run) is left out
+    without = ablation.claims(table.drop(columns=[c for c in table if c.startswith("AD < Score-CAM")]))
+    assert without.columns.tolist() == ["layer", "config", "AD < Grad-CAM++", "AI > Grad-CAM++", "AI > Score-CAM",
+                                        "faster than Score-CAM"]  # fmt: skip
 
 
 def test_default_layers_adds_a_known_inner_layer(vgg_net):
@@ -89,12 +115,24 @@ def test_run_ablation_end_to_end(gap_net, tmp_path):
     # rerunning resumes: the same numbers, nothing recomputed
     again = ablation.run_ablation(spec, paths, configs, tmp_path / "out", layer="block", deletion_steps=4,
                                   progress=False)  # fmt: skip
-    pd.testing.assert_frame_equal(table.drop(columns="seconds_per_image"), again.drop(columns="seconds_per_image"))
+    timed = ["seconds_per_image", *[c for c in table if c.startswith("faster than")]]
+    pd.testing.assert_frame_equal(table.drop(columns=timed), again.drop(columns=timed))
     # Random weights: every masked input scores below the all-zero input (p = 0.1285 against Y = 0.1274), so
     # alpha_k <= 0 for every channel and Grad++ScoreCAM's maps are zero everywhere; the table counts them and
     # leaves them out of the map metrics. Grad-CAM++ has real maps, with a deletion/insertion value.
     assert (table.loc[:2, "degenerate_maps"] == 2).all() and math.isnan(table.loc[0, "insertion_auc"])
     assert table.loc[3, "degenerate_maps"] == 0 and 0 <= table.loc[3, "insertion_auc"] <= 1
+    # the paired claims are gradscorecam.verdict's on the per-image rows of the two results files
+    folder = tmp_path / "out" / "block"
+    ours = gradscorecam.read_results(folder / f"{configs[0].slug}.csv")
+    baselines = gradscorecam.read_results(folder / "baselines.csv")
+    expected = paired_comparison(ours, baselines[baselines["method"] == "Score-CAM"], {"drop": ("lower", "continuous")})
+    assert table.loc[0, "AD < Score-CAM n"] == 2
+    assert table.loc[0, "AD < Score-CAM difference"] == pytest.approx(expected.loc[0, "mean_difference"])
+    assert table.loc[0, "AD < Score-CAM low"] == pytest.approx(expected.loc[0, "low"])
+    assert math.isnan(table.loc[3, "AD < Score-CAM low"])  # baseline rows carry no claims
+    verdicts = ablation.claims(table)
+    assert len(verdicts) == 3 and set(verdicts.columns) >= {"AD < Grad-CAM++", "AI > Score-CAM", "faster than Score-CAM"}
 
 
 def test_gap_layer_twins_are_not_recomputed(gap_net, tmp_path):

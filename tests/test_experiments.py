@@ -93,18 +93,48 @@ def test_faithfulness_table_next_to_the_paper(tmp_path):
     table = experiments.faithfulness_table(_summary(), paper)
     assert table.loc["Grad-CAM", "Average Drop %"] == 10.0
     assert table.loc["Grad-CAM", "Average Drop % 95% CI"] == "[8.0, 12.5]"
-    assert table.loc["Grad-CAM", "Average Drop % (paper)"] == 47.8
-    assert table.loc["Grad-CAM", "Average Increase % (paper)"] == 19.6
+    assert table.loc["Grad-CAM", "Average Drop % (paper, VGG16)"] == 47.8  # the paper's numbers are VGG16's
+    assert table.loc["Grad-CAM", "Average Increase % (paper, VGG16)"] == 19.6
     assert table.loc["CAM", "note"].startswith("not defined for this model")
     assert table.loc["Grad-CAM", "s/image"] == 1.23
     paths = experiments.export_table(table, tmp_path / "table1_test", caption="Table 1 (test)")
     assert [p.suffix for p in paths] == [".csv", ".md", ".tex"]
-    assert pd.read_csv(paths[0], index_col=0).loc["Grad-CAM", "Average Drop % (paper)"] == 47.8
+    assert pd.read_csv(paths[0], index_col=0).loc["Grad-CAM", "Average Drop % (paper, VGG16)"] == 47.8
     assert "| Grad-CAM " in paths[1].read_text() and paths[1].read_text().startswith("Table 1 (test)")
     assert "\\caption{Table 1 (test)}" in paths[2].read_text()
     chart = experiments.faithfulness_chart(_summary(), paper, title="t", random_weights=True)
     assert len(chart.axes) == 2
     plt.close(chart)
+
+
+def test_channel_budgets_from_the_recorded_options_else_the_class_default():
+    options = '{"Grad++ScoreCAM": {"batch_size": 8, "max_channels": 16}, "Score-CAM": {"max_channels": 16}}'
+    results = pd.DataFrame({"method": ["Score-CAM", "Grad++ScoreCAM", "Grad-CAM"], "explainer_options": options})
+    assert experiments.channel_budgets(results) == {"Score-CAM": "16 channels", "Grad++ScoreCAM": "16 channels"}
+    # not passed: the class's own default ran (Grad++ScoreCAM scores 64 channels, Score-CAM all)
+    results["explainer_options"] = "{}"
+    budgets = experiments.channel_budgets(results)
+    assert budgets["Grad++ScoreCAM"] == "64 channels" and budgets["Score-CAM"] == "every channel"
+    results["explainer_options"] = '{"Score-CAM": {"max_channels": "all"}}'
+    assert experiments.channel_budgets(results[results["method"] == "Score-CAM"]) == {"Score-CAM": "every channel"}
+
+
+def test_table1_caption_says_what_ran(vgg_net):
+    records = [ImageRecord(f"im{i}.png", None, 0) for i in range(3)]  # type: ignore[arg-type]
+    spec = tiny_spec(vgg_net, "features.4", "resnet20_cifar10")
+    caption = experiments.table1_caption(spec, _summary(), "../shared/data/cifar10_samples/labels.csv", records, seed=0,
+                                         score="logit", masking="normalized",
+                                         budgets={"Score-CAM": "every channel", "Grad++ScoreCAM": "64 channels"})  # fmt: skip
+    assert "ImageNet" not in caption
+    assert "3 image(s) from ../shared/data/cifar10_samples/labels.csv, N = 30 with values" in caption
+    assert "Average Drop/Increase on logits" in caption and "Deletion/Insertion AUC always on softmax probabilities" in caption
+    assert "channel budget: Score-CAM every channel, Grad++ScoreCAM 64 channels" in caption
+    assert "(paper, VGG16): the paper's Table 1, measured on VGG16, another network than resnet20_cifar10" in caption
+    assert caption.startswith("RANDOM WEIGHTS")  # tiny_spec's weights are random
+    probability = experiments.table1_caption(dataclasses.replace(spec, name="vgg16"), _summary(), "builtin", records,
+                                             seed=0, score="probability", masking="pixel", paper=False)  # fmt: skip
+    assert "softmax probabilities of the explained class" in probability and "Deletion" not in probability
+    assert "(paper" not in probability and "3 built-in image(s)" in probability
 
 
 def test_rows_for_keeps_only_the_current_images():

@@ -26,6 +26,7 @@ from .plotting import finish_figure
 from .results import rows_for
 from .runner import evaluate
 from .summary import summarize
+from .verdict import METRICS, decide, paired_comparison, verdict_text
 
 #: The open choices of the paper and their values, the first being the library's default.
 CHOICES: dict[str, tuple[Any, ...]] = {
@@ -108,11 +109,19 @@ def run_ablation(
 
     ``evaluate_options`` go to :func:`gradscorecam.evaluate` (device, batch_size, deletion_steps, seed,
     score, masking ...). Results files go to ``out_dir/<layer>/``; rerunning resumes them.
+
+    Each Grad++ScoreCAM row also carries the paired comparisons behind :func:`claims`: for each claim of
+    :data:`CLAIMS` whose baseline was run, ``"<claim> difference"`` (mean over images of Grad++ScoreCAM −
+    baseline), ``"<claim> low"``/``"<claim> high"`` (95 % paired bootstrap interval), ``"<claim> p"`` (Wilcoxon
+    signed-rank, or exact McNemar for Average Increase) and ``"<claim> n"`` (paired images), computed by
+    :func:`gradscorecam.verdict.paired_comparison` from the per-image rows of the two results files (same
+    images, same settings; only the explainer options differ, which is the point).
     """
     folder = Path(out_dir) / re.sub(r"[^A-Za-z0-9]+", "_", layer)
     shortcut = followed_by_gap_linear(spec, layer)
     rows: list[dict[str, Any]] = []
     done: dict[str, dict[str, Any]] = {}
+    per_image: dict[str, pd.DataFrame] = {}  # the per-image rows of each configuration, twins sharing one
     for config in configs:
         twin = _mask_source_twin(config) if shortcut else None
         if twin is not None and twin.label in done:
@@ -120,6 +129,7 @@ def run_ablation(
             # (channels with w_k > 0 only) both mask sources give the same masks, hence the same numbers.
             rows.append({**done[twin.label], "config": config.label, **{k: config.reading[k] for k in CHOICES},
                          "note": f"identical by construction to {twin.label} (layer followed by GAP + linear)"})
+            per_image[config.label] = per_image[twin.label]
             continue
         results = evaluate(
             spec, records, [METHOD], folder / f"{config.slug}.csv", target_layer=layer,
@@ -127,6 +137,7 @@ def run_ablation(
         )  # fmt: skip
         row = _summary_row(results, records, METHOD, layer, config.label, config.reading, config.max_channels)
         done[config.label] = row
+        per_image[config.label] = rows_for(results[results["method"] == METHOD], records)
         rows.append(row)
     if baselines:
         options = {m: dict(o) for m, o in (baseline_options or {}).items() if m in baselines}
@@ -137,6 +148,10 @@ def run_ablation(
         for method in baselines:
             budget = options.get(method, {}).get("max_channels")
             rows.append(_summary_row(results, records, method, layer, method, {}, budget))
+        reference = {m: rows_for(results[results["method"] == m], records) for m in baselines}
+        for row in rows:
+            if row["method"] == METHOD:
+                row.update(_paired_claims(per_image[row["config"]], reference))
     return pd.DataFrame(rows)
 
 
@@ -221,33 +236,46 @@ def indistinguishable(table: pd.DataFrame, label: str, other: str) -> bool:
     return True
 
 
+#: The paper's claims as (column, baseline, per-image results column): lower Average Drop and higher Average
+#: Increase than Grad-CAM++ and Score-CAM, and less time than Score-CAM.
+CLAIMS: tuple[tuple[str, str, str], ...] = (
+    ("AD < Grad-CAM++", "Grad-CAM++", "drop"),
+    ("AI > Grad-CAM++", "Grad-CAM++", "increase"),
+    ("AD < Score-CAM", "Score-CAM", "drop"),
+    ("AI > Score-CAM", "Score-CAM", "increase"),
+    ("faster than Score-CAM", "Score-CAM", "seconds"),
+)
+
+
+def _paired_claims(ours: pd.DataFrame, reference: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    """The paired numbers of :data:`CLAIMS` for one configuration's per-image rows (see :func:`run_ablation`)."""
+    entry: dict[str, Any] = {}
+    for claim, baseline, column in CLAIMS:
+        if baseline not in reference:
+            continue
+        row = paired_comparison(ours, reference[baseline], {column: METRICS[column]}).iloc[0]
+        entry.update({f"{claim} difference": row["mean_difference"], f"{claim} low": row["low"],
+                      f"{claim} high": row["high"], f"{claim} p": row["p_value"], f"{claim} n": row["n"]})  # fmt: skip
+    return entry
+
+
 def claims(table: pd.DataFrame) -> pd.DataFrame:
-    """The paper's claims per Grad++ScoreCAM configuration and layer: lower Average Drop and higher Average
-    Increase than Grad-CAM++ and than Score-CAM, and faster than Score-CAM. "yes*" marks a difference whose
-    95 % intervals do not overlap."""
+    """The paper's claims (:data:`CLAIMS`) per Grad++ScoreCAM configuration and layer, from the paired
+    comparisons that :func:`run_ablation` stores: "holds" when the 95 % paired bootstrap interval of the mean
+    difference (Grad++ScoreCAM − baseline, over the same images) lies on the claimed side of 0 and the paired
+    test agrees (p < 0.05), "fails" when both say the other side, "cannot tell at N = n" otherwise (the rule
+    of :func:`gradscorecam.verdict.decide`, as :func:`gradscorecam.claim_verdicts`).
+    Claims whose baseline was not run are left out."""
     rows = []
-    for layer, part in table.groupby("layer", sort=False):
-        base = part.set_index("method")
-        for _, row in part[part["method"] == METHOD].iterrows():
-            entry = {"layer": layer, "config": row["config"]}
-            for other in ("Grad-CAM++", "Score-CAM"):
-                if other not in base.index:
-                    continue
-                ref = base.loc[other]
-                entry[f"AD < {other}"] = _verdict(row, ref, "average_drop", higher_is_better=False)
-                entry[f"AI > {other}"] = _verdict(row, ref, "average_increase", higher_is_better=True)
-            if "Score-CAM" in base.index:
-                entry["faster than Score-CAM"] = "yes" if row["seconds_per_image"] < base.loc["Score-CAM", "seconds_per_image"] else "no"
-            rows.append(entry)
+    for _, row in table[table["method"] == METHOD].iterrows():
+        entry = {"layer": row["layer"], "config": row["config"]}
+        for claim, _, column in CLAIMS:
+            if f"{claim} low" not in row.index or pd.isna(row[f"{claim} n"]):
+                continue
+            better = decide(row[f"{claim} low"], row[f"{claim} high"], row[f"{claim} p"], METRICS[column][0])
+            entry[claim] = verdict_text(better, int(row[f"{claim} n"]))
+        rows.append(entry)
     return pd.DataFrame(rows)
-
-
-def _verdict(row: pd.Series, ref: pd.Series, name: str, higher_is_better: bool) -> str:
-    better = row[name] > ref[name] if higher_is_better else row[name] < ref[name]
-    if not better:
-        return "no"
-    apart = row[f"{name}_low"] > ref[f"{name}_high"] if higher_is_better else row[f"{name}_high"] < ref[f"{name}_low"]
-    return "yes*" if apart else "yes"
 
 
 def pareto_plot(table: pd.DataFrame, title: str | None = None, random_weights: bool = False) -> Figure:

@@ -224,14 +224,20 @@ def load_paper_table(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path).set_index("method")
 
 
+#: How the paper's Table 1 numbers are labelled: they were measured on VGG16 (``data/README.md``), whatever
+#: network the columns beside them show.
+PAPER_LABEL = "(paper, VGG16)"
+
+
 def faithfulness_table(summary: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Average Drop / Increase per method with their 95 % CIs, seconds per image, and the paper's numbers."""
+    """Average Drop / Increase per method with their 95 % CIs, seconds per image, and the paper's numbers
+    (columns ``... (paper, VGG16)``: the paper's Table 1 copies VGG16 numbers)."""
     table = pd.DataFrame(index=summary.index)
     for name, label in (("average_drop", "Average Drop %"), ("average_increase", "Average Increase %")):
         table[label] = summary[name].round(1)
         table[f"{label} 95% CI"] = [f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(summary[f"{name}_low"], summary[f"{name}_high"])]
         if paper is not None:
-            table[f"{label} (paper)"] = [paper[name].get(m, float("nan")) for m in summary.index]
+            table[f"{label} {PAPER_LABEL}"] = [paper[name].get(m, float("nan")) for m in summary.index]
     for name, label in (("deletion_auc", "Deletion AUC"), ("insertion_auc", "Insertion AUC")):
         if name in summary:
             table[label] = summary[name].round(3)
@@ -240,6 +246,67 @@ def faithfulness_table(summary: pd.DataFrame, paper: pd.DataFrame | None = None)
     undefined = (table["N"] == 0) & (summary["notes"] > 0)
     table["note"] = np.where(undefined, "not defined for this model (see the results' note column)", "")
     return table
+
+
+def channel_budgets(results: pd.DataFrame, methods: Sequence[str] = ("Score-CAM", "Grad++ScoreCAM")) -> dict[str, str]:
+    """The channel budget each score-based method in ``results`` ran with, in words ("64 channels", "every channel").
+
+    Read from the run's recorded ``explainer_options`` (the configuration stored with every row) when it holds
+    ``max_channels`` for the method; otherwise the option was not passed, and the class's own default applied
+    (read from its constructor's signature). ``None`` and ``"all"`` mean every channel.
+    """
+    import inspect
+    import json
+
+    recorded: dict[str, Any] = {}
+    if "explainer_options" in results.columns and len(results):
+        text = str(results["explainer_options"].iloc[0])
+        recorded = json.loads(text) if text.strip().startswith("{") else {}
+    budgets = {}
+    for method in methods:
+        if method not in set(results["method"]):
+            continue
+        options = recorded.get(method, {})
+        if "max_channels" in options:
+            budget = options["max_channels"]
+        else:
+            budget = inspect.signature(METHODS[method].__init__).parameters["max_channels"].default
+        budgets[method] = "every channel" if budget in (None, "all") else f"{budget} channels"
+    return budgets
+
+
+def table1_caption(
+    spec: ModelSpec,
+    summary: pd.DataFrame,
+    source: str,
+    records: Sequence[ImageRecord],
+    *,
+    seed: int,
+    score: str,
+    masking: str,
+    budgets: dict[str, str] | None = None,
+    paper: bool = True,
+) -> str:
+    """Table 1's caption: model, weights, layer, the images as they are (:func:`describe_source`, never "ImageNet"
+    for another source), N, seed, score and masking, what Deletion/Insertion score, the channel budgets of the
+    score-based methods (:func:`channel_budgets`), and that the paper's columns are VGG16 numbers."""
+    n = int(summary["average_drop_n"].max()) if "average_drop_n" in summary else len(records)
+    parts = [
+        f"Table 1 reproduced: {spec.name} ({spec.weights}), layer {spec.target_layer}",
+        f"{describe_source(source, records)}, N = {n} with values",
+        f"seed {seed}",
+        f"Average Drop/Increase on {'logits' if score == 'logit' else 'softmax probabilities'} of the explained class"
+        + ("; Deletion/Insertion AUC always on softmax probabilities" if score == "logit" else ""),
+        f"masking in the {masking} input space",
+    ]
+    if budgets:
+        parts.append("channel budget: " + ", ".join(f"{m} {b}" for m, b in budgets.items()))
+    if paper:
+        vgg = spec.name.lower().startswith("vgg16")
+        parts.append(f"columns {PAPER_LABEL}: the paper's Table 1, measured on VGG16"
+                     + ("" if vgg else f", another network than {spec.name}: compare orders, not values"))  # fmt: skip
+    caption = "; ".join(parts)
+    return f"RANDOM WEIGHTS (pipeline check only): {caption}" if spec.is_random else caption
 
 
 def faithfulness_chart(summary: pd.DataFrame, paper: pd.DataFrame | None = None, title: str | None = None,
@@ -266,7 +333,7 @@ def faithfulness_chart(summary: pd.DataFrame, paper: pd.DataFrame | None = None,
         ax.errorbar(x + offset, values, yerr=errors, fmt="none", ecolor="black", capsize=3)
         if paper is not None:
             reported = [paper[name].get(m, np.nan) for m in methods]
-            ax.bar(x + width / 2, reported, width, color=paper_colour, label="paper, Table 1")
+            ax.bar(x + width / 2, reported, width, color=paper_colour, label="paper, Table 1 (VGG16)")
         ax.set_xticks(x, methods, rotation=30, ha="right")
         ax.set_title(label, fontsize=10)
         ax.set_ylabel("%")
