@@ -1,6 +1,7 @@
 """The explorer's user interface: ipywidgets controls around a :class:`~.session.Session`.
 
-Every control change goes through one guarded handler: errors the library diagnoses (an unreadable
+The view only: the computations (the background thread, stopping, collecting results and errors) are a
+:class:`~.controller.ComputeController`, which calls back here to draw. Every control change goes through one guarded handler: errors the library diagnoses (an unreadable
 image, a layer without a 4-D output, CAM on VGG16 ...) become a message in the widget and the explorer
 stays usable; a kernel interrupt or the Stop button during a computation says "interrupted" and caches
 nothing. The opacity slider only redraws from the cached maps.
@@ -27,10 +28,11 @@ from torch import Tensor
 from ..errors import GradScoreCAMError
 from ..explainers import METHODS, BaseCAM
 from ..plotting import RANDOM_WEIGHTS_MARK, to_display_image
-from .cache import LRUCache, ResultKey
+from .cache import ResultKey
+from .controller import ComputeController, RunReport
 from .compute import (
+    MethodResult,
     TeachingView,
-    _Stopped,
     channel_budget,
     channels_to_score,
     class_name,
@@ -64,10 +66,12 @@ class Displayed:
     """What the explorer shows right now: the state its pictures are drawn from.
 
     Attributes:
+        results: method -> its finished :class:`~.compute.MethodResult` (map, seconds, channels scored).
         maps: method -> (H, W) map in [0, 1] on the CPU, exactly as the explainer returned it.
         seconds: method -> seconds the explainer call took (when it was computed, also if now cached).
         errors: method -> why it has no map (e.g. CAM is not defined for this model).
         pending: method -> why it was not computed yet (estimated too long: "Compute anyway").
+        deferred: the pending methods that wait for "Compute anyway" (estimated too long, or stopped).
         teaching: method -> how its map was built (:class:`~.compute.TeachingView`).
         prediction: the top-5 ``(class index, name, probability)``.
         messages: the current messages (errors, warnings, "interrupted"), most recent last.
@@ -82,10 +86,12 @@ class Displayed:
     target_name: str = ""
     prediction: list[tuple[int, str, float]] = field(default_factory=list)
     methods: tuple[str, ...] = ()
+    results: dict[str, MethodResult] = field(default_factory=dict)
     maps: dict[str, Tensor] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     pending: dict[str, str] = field(default_factory=dict)
+    deferred: list[str] = field(default_factory=list)
     teaching: dict[str, TeachingView] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     level: Level = "info"
@@ -148,22 +154,20 @@ class Explorer:
             cache_size=cache_size, teaching_channels=teaching_channels,
         )  # fmt: skip
         self.warn_seconds = warn_seconds
-        self.background = background
         self.model_loader = model_loader
         self.image_source_loader = image_source_loader
         self.displayed = Displayed(opacity=opacity)
-        self._errors: LRUCache[str] = LRUCache(cache_size)  # diagnosed, deterministic failures per result key
+        self.controller = ComputeController(
+            self.session, background=background, on_start=self._on_run_start, on_progress=self._on_progress,
+            on_done=self._on_run_done, cache_size=cache_size,
+        )  # fmt: skip
         self._deferred: dict[ResultKey, str] = {}  # not started (too slow) or stopped: why, until "Compute anyway"
-        self._superseded = False  # a stop because the selection changed: drop the work silently
-        self._running: tuple[str, ...] = ()
         self._quiet = 0
         self._search_model: str | None = None
         self._searched: list[int] = []  # classes chosen by search: kept in the class list for the next images
         self._teaching_drawn: tuple[object, ...] | None = None
         self._teaching_views: tuple[object, ...] = ()
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._lock = threading.RLock()  # drawing: the worker thread and the widget callbacks both draw
         self._build_widgets(initial_methods, opacity)
         if autostart:
             self._guarded(self._start, clear=False)
@@ -283,6 +287,11 @@ class Explorer:
         return self.widget._repr_mimebundle_(**kwargs)
 
     @property
+    def background(self) -> bool:
+        """Whether computations run in a background thread (the Stop button) or in the widget callback."""
+        return self.controller.background
+
+    @property
     def explainer_calls(self) -> int:
         """How many times an explainer ran (cache hits and redraws do not count)."""
         return self.session.explainer_calls
@@ -345,15 +354,11 @@ class Explorer:
 
     def stop(self) -> None:
         """Ask the running computation to stop at its next progress report (the Stop button)."""
-        self._stop.set()
+        self.controller.stop()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a background computation to finish; True when none is running any more."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
+        return self.controller.wait(timeout)
 
     # ----------------------------------------------------------------------------------- the handlers
     def _guarded(self, action: Callable[[], None], clear: bool = True) -> None:
@@ -413,7 +418,7 @@ class Explorer:
     def _select_model(self, key: str | None) -> None:
         if key is None:
             return
-        self._cancel()
+        self.controller.cancel()
         with self._reverting(self.model_dropdown, self.session.model_key):
             notes = self.session.select_model(key)
         for note in notes:
@@ -425,7 +430,7 @@ class Explorer:
     def _select_layer(self, name: str | None) -> None:
         if name is None or name == self.session.layer:
             return
-        self._cancel()
+        self.controller.cancel()
         with self._reverting(self.layer_dropdown, self.session.layer):
             self.session.select_layer(name)
         self._update()
@@ -433,7 +438,7 @@ class Explorer:
     def _select_image(self, key: str | None) -> None:
         if key is None or key == self.session.image_key:
             return
-        self._cancel()
+        self.controller.cancel()
         with self._reverting(self.image_dropdown, self.session.image_key):
             self.session.select_image(key)
         self._refill_layers()
@@ -443,13 +448,13 @@ class Explorer:
     def _select_target(self, index: int | None) -> None:
         if index is None or index == self.session.target:
             return
-        self._cancel()
+        self.controller.cancel()
         self.session.select_target(index)
         self._update()
 
     def _select_class(self, index: int) -> None:
         """Select a class by index, adding it to the class list when it is not among the top 5."""
-        self._cancel()
+        self.controller.cancel()
         self.session.select_target(index)
         self._refill_classes(extra=index)
         self._update()
@@ -467,7 +472,7 @@ class Explorer:
             self._select_class(found[0])
 
     def _set_channels(self, value: int) -> None:
-        self._cancel()
+        self.controller.cancel()
         self.session.max_channels = int(value) if value else None
         self._update()
 
@@ -562,20 +567,21 @@ class Explorer:
     def _update(self, force: bool = False) -> None:
         """Show the ticked methods for the current selection: cached maps at once, the rest computed."""
         s = self.session
-        self._cancel()
+        self.controller.cancel()
         if not s.ready:
             self._render_all()
             return
-        missing = [name for name in self.selected_methods if s.cached(name) is None and self._errors.get(s.key(name)) is None]
+        keys = {name: s.key(name) for name in self.selected_methods}
+        missing = [name for name, key in keys.items() if s.results.get(key) is None and self.controller.error_for(key) is None]
         if force:
             for name in missing:
-                self._deferred.pop(s.key(name), None)
+                self._deferred.pop(keys[name], None)
         else:
             for name in missing:
-                if is_score_based(s.methods[name]) and s.key(name) not in self._deferred:
+                if is_score_based(s.methods[name]) and keys[name] not in self._deferred:
                     seconds = s.estimate(name)
                     if seconds > self.warn_seconds:
-                        self._deferred[s.key(name)] = f"not computed: estimated {seconds:.0f} s. Press “Compute anyway”."
+                        self._deferred[keys[name]] = f"not computed: estimated {seconds:.0f} s. Press “Compute anyway”."
                         total = s.layers[s.layer][0]  # type: ignore[index]
                         n = channels_to_score(total, channel_budget(s.methods[name], s.options(name)))
                         self._say(
@@ -583,65 +589,40 @@ class Explorer:
                             f"forward pass each, on {model_device(s.spec.model)}. Press “Compute anyway”, or set fewer channels to score.",
                             "warning",
                         )
-        to_compute = [name for name in missing if s.key(name) not in self._deferred]
+        to_compute = [name for name in missing if keys[name] not in self._deferred]
         if not to_compute:
             self._render_all()
             return
-        self._running = tuple(to_compute)
-        if self.background or any(is_score_based(s.methods[name]) for name in to_compute):
+        self.controller.start(to_compute)
+
+    # The controller's callbacks (in the worker thread when computing in the background).
+    def _on_run_start(self, report: RunReport) -> None:
+        s = self.session
+        if self.background or any(is_score_based(s.methods[name]) for name in report.names):
             # a picture with "computing …" panels while the user waits (not worth drawing for a fast method)
             self._render_all(teaching=False)
-        self._stop.clear()
-        if self.background:
-            self._thread = threading.Thread(target=self._compute, args=(to_compute,), daemon=True)
-            self._thread.start()
-        else:
-            self._compute(to_compute)
-
-    def _compute(self, names: Sequence[str]) -> None:
-        """Run ``names`` one after the other with a progress bar; what finishes is cached, a stop keeps the rest."""
-        s = self.session
+        self.progress.value = 0
         self._show_progress(True)
-        try:
-            for name in names:
-                self.progress.description = name
-                self.progress.value = 0
-                try:
-                    s.compute(name, progress=self._on_progress, should_stop=self._stop.is_set)
-                except (_Stopped, KeyboardInterrupt) as stop:
-                    if self._superseded:  # the user moved on; what is shown next is computed anew
-                        break
-                    how = "by a kernel interrupt" if isinstance(stop, KeyboardInterrupt) else "with the Stop button"
-                    self._say(f"interrupted: {name} was stopped {how}; nothing was cached. "
-                              "Press “Compute anyway” to run it again.", "warning")  # fmt: skip
-                    for rest in names[names.index(name) :]:
-                        self._deferred[s.key(rest)] = "interrupted before it finished. Press “Compute anyway”."
-                    break
-                except GradScoreCAMError as error:
-                    self._errors.put(s.key(name), str(error))
-                except Exception as error:  # shown in the method's panel; not remembered, a retry may work
-                    self._say(f"{name}: unexpected error: {type(error).__name__}: {error}", "error", detail=traceback.format_exc())
-        finally:
-            self._running = ()
-            self._show_progress(False)
-            self._render_all()
-            self._show_messages()
 
-    def _on_progress(self, done: int, total: int) -> None:
+    def _on_progress(self, name: str, done: int, total: int) -> None:
+        self.progress.description = name
         self.progress.max = max(total, 1)
         self.progress.value = done
         self.progress_note.value = f"{done} / {total} masked images scored"
 
-    def _cancel(self) -> None:
-        """Stop a background computation and wait for it (before anything changes what it computes)."""
-        thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            self._superseded = True
-            self._stop.set()
-            thread.join()
-        self._thread = None
-        self._superseded = False
-        self._stop.clear()
+    def _on_run_done(self, report: RunReport) -> None:
+        """Say what went wrong, remember what was stopped for “Compute anyway”, and draw what finished."""
+        for name, failure in report.failures.items():
+            self._say(f"{name}: unexpected error: {failure}", "error", detail=report.tracebacks[name])
+        if report.reason in ("stop", "interrupt"):  # a superseded run is dropped silently: the user moved on
+            how = "by a kernel interrupt" if report.reason == "interrupt" else "with the Stop button"
+            self._say(f"interrupted: {report.stopped} was stopped {how}; nothing was cached. "
+                      "Press “Compute anyway” to run it again.", "warning")  # fmt: skip
+            for name in report.not_run:
+                self._deferred[report.keys[name]] = "interrupted before it finished. Press “Compute anyway”."
+        self._show_progress(False)
+        self._render_all()
+        self._show_messages()
 
     def _show_progress(self, visible: bool) -> None:
         display = None if visible else "none"
@@ -659,7 +640,7 @@ class Explorer:
         d.model, d.layer, d.image, d.target = s.model_key, s.layer, s.image_key, s.target
         d.methods = self.selected_methods
         d.random_weights = is_random(s.spec)
-        d.maps, d.seconds, d.errors, d.pending, d.teaching = {}, {}, {}, {}, {}
+        d.results, d.maps, d.seconds, d.errors, d.pending, d.teaching, d.deferred = {}, {}, {}, {}, {}, {}, []
         if s.spec is None or s.probabilities is None:
             d.prediction, d.target_name = [], ""
             return
@@ -668,33 +649,34 @@ class Explorer:
         d.target_name = class_name(categories, s.target) if s.target is not None else ""
         if not s.ready:
             return
+        running = self.controller.running
         for name in d.methods:
             key = s.key(name)
             result = s.results.get(key)
             if result is not None:
+                d.results[name] = result
                 d.maps[name] = result.saliency
                 d.seconds[name] = result.seconds
                 if result.teaching is not None:
                     d.teaching[name] = result.teaching
-            elif (error := self._errors.get(key)) is not None:
+            elif (error := self.controller.error_for(key)) is not None:
                 d.errors[name] = error
-            elif name in self._running:
+            elif name in running:
                 d.pending[name] = "computing …"
             elif key in self._deferred:
                 d.pending[name] = self._deferred[key]
+                d.deferred.append(name)
             else:
                 d.pending[name] = "not computed"
 
     def _render_all(self, teaching: bool = True) -> None:
-        s = self.session
         with self._lock:
             self._collect()
             self._render_status()
             self._render_maps()
             if teaching:
                 self._render_teaching()
-            deferred = any(s.ready and s.key(name) in self._deferred for name in self.displayed.pending)
-            self.compute_button.layout.display = None if deferred else "none"
+            self.compute_button.layout.display = None if self.displayed.deferred else "none"
 
     def _render_status(self) -> None:
         s, d = self.session, self.displayed
@@ -727,9 +709,9 @@ class Explorer:
             cells = []
             for name in d.methods:
                 if name in d.maps:
-                    result = s.cached(name) if s.ready else None
+                    result = d.results[name]
                     caption = f"{d.seconds[name]:.2f} s"
-                    if result is not None and result.channels_scored is not None:
+                    if result.channels_scored is not None:
                         caption += f" · {result.channels_scored} of {result.channels_total} channels scored"
                     cells.append(Cell(name, saliency=d.maps[name], caption=caption))
                 else:
