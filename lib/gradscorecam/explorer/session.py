@@ -38,6 +38,12 @@ DEFAULT_INPUT_SIZE = (224, 224)
 TIMING_BATCH = 8
 
 
+def default_layer(spec: ModelLike, layers: Mapping[str, tuple[int, int, int]]) -> str:
+    """The layer shown when none is chosen: the model's own target layer, or, when that one has no 4-D output
+    at this input size, the last layer that has one (``layers`` lists those, in the model's order)."""
+    return spec.target_layer if spec.target_layer in layers else list(layers)[-1]
+
+
 class Session:
     """Selections, loaded models, inputs and the result cache of one explorer.
 
@@ -138,11 +144,9 @@ class Session:
             inputs, probabilities = self._inputs_for(key, spec, self.image_key or "", self.picture)
         size = tuple(inputs.shape[-2:]) if inputs is not None else DEFAULT_INPUT_SIZE
         layers = self._layers_for(key, spec, size)  # type: ignore[arg-type]
+        layer = default_layer(spec, layers)
         notes: list[str] = []
-        if spec.target_layer in layers:
-            layer = spec.target_layer
-        else:
-            layer = list(layers)[-1]
+        if layer != spec.target_layer:
             notes.append(
                 f"{spec.name}: the default target layer {spec.target_layer!r} has no 4-D (B, C, h, w) output; "
                 f"showing {layer!r}, the last layer that has one."
@@ -181,7 +185,7 @@ class Session:
         if layers is not self.layers:
             self.layers = layers
             if self.layer not in layers and self.spec is not None:
-                self.layer = self.spec.target_layer if self.spec.target_layer in layers else list(layers)[-1]
+                self.layer = default_layer(self.spec, layers)
 
     def select_target(self, index: int) -> None:
         """Select the class to explain (an index into the model's outputs)."""
