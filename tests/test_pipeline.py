@@ -127,6 +127,7 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
 
     for notebook in NOTEBOOKS:
         assert (out / "executed" / notebook.name).exists()
+    check_explorer_notebook(out / "executed" / "90_explorer.ipynb")
     for name, grid in EXPECTED_GRIDS.items():
         png = Image.open(figures / name)
         assert png.text["Description"].startswith(grid), name
@@ -149,3 +150,16 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
     assert set(ablation["method"]) == {"Grad++ScoreCAM", "Grad-CAM++", "Score-CAM"}
     assert ablation["average_drop"].between(0, 100).all() and (ablation["n_images"] == 2).all()
     assert Image.open(figures / "ablation_alexnet_pareto.png").size[0] > 0
+
+
+def check_explorer_notebook(executed: Path) -> None:
+    """Notebook 90 as the smoke pipeline executed it (its only run in the suite): built without waiting for
+    input, labelled as random weights, the three methods shown with their seconds, a picture and the widget."""
+    notebook = nbformat.read(executed, as_version=4)
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
+    text = "".join(output.get("text", "") + str(output.get("data", {}).get("text/markdown", "")) for output in outputs)
+    assert "random weights — pipeline check only" in text
+    for method in ("Grad-CAM", "Grad-CAM++", "Grad++ScoreCAM"):
+        assert f"  {method} " in text and " s\n" in text
+    assert any("image/png" in output.get("data", {}) for output in outputs)
+    assert any("application/vnd.jupyter.widget-view+json" in output.get("data", {}) for output in outputs)
