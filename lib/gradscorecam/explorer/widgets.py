@@ -26,23 +26,26 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import GradScoreCAMError
-from ..explainers import METHODS, BaseCAM
+from ..explainers import METHODS
+from ..explainers.scoring import Budget
 from ..plotting import RANDOM_WEIGHTS_MARK, to_display_image
 from .cache import ResultKey
 from .controller import ComputeController, RunReport
 from .compute import (
     MethodResult,
     TeachingView,
+    budget_text,
     channel_budget,
     channels_to_score,
+    describe_budget,
     class_name,
     find_classes,
-    is_score_based,
     model_device,
+    parse_budget,
     top_classes,
 )
 from .render import Cell, maps_figure, png_bytes, teaching_figure
-from .session import Session
+from .session import ExplainerFactory, Session
 from .sources import (
     DEFAULT_MODEL_NAMES,
     ImageEntry,
@@ -72,6 +75,8 @@ class Displayed:
         errors: method -> why it has no map (e.g. CAM is not defined for this model).
         pending: method -> why it was not computed yet (estimated too long: "Compute anyway").
         deferred: the pending methods that wait for "Compute anyway" (estimated too long, or stopped).
+        budgets: score-based method -> the channel budget it runs with under the current settings (its effective
+            ``max_channels``: ``"all"`` or an int; "default" resolved to the method's own).
         teaching: method -> how its map was built (:class:`~.compute.TeachingView`).
         prediction: the top-5 ``(class index, name, probability)``.
         messages: the current messages (errors, warnings, "interrupted"), most recent last.
@@ -92,6 +97,7 @@ class Displayed:
     errors: dict[str, str] = field(default_factory=dict)
     pending: dict[str, str] = field(default_factory=dict)
     deferred: list[str] = field(default_factory=list)
+    budgets: dict[str, Budget] = field(default_factory=dict)
     teaching: dict[str, TeachingView] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     level: Level = "info"
@@ -110,10 +116,11 @@ class Explorer:
             (:class:`~.sources.ModelLike`, e.g. ``gradscorecam.models.ModelSpec``, or a ``build_model()``
             mapping). Nothing is loaded until a model is selected; the first is selected at start.
         images: display name -> :class:`~.sources.ImageEntry`, function returning a PIL image, or PIL image.
-        methods: display name -> explainer class; default the six methods of the paper.
+        methods: the methods offered, by name; default the six methods of the paper (:data:`gradscorecam.METHODS`).
         initial_methods: the methods ticked at start.
         options: extra constructor options per method, e.g. ``{"SmoothGrad-CAM++": {"n_samples": 8}}``.
-        max_channels: channel budget of the score-based methods at start (None: each method's default).
+        max_channels: channel budget of the score-based methods at start: an int, ``"all"`` (every channel) or
+            None (not given: each method's default, Score-CAM every channel, Grad++ScoreCAM 64).
         batch_size: masked inputs per forward pass of the score-based methods.
         warn_seconds: score-based computations estimated longer than this wait for "Compute anyway".
         background: compute in a background thread, so the widgets stay responsive and the Stop button works.
@@ -123,6 +130,7 @@ class Explorer:
         opacity: initial opacity of the maps.
         teaching_channels: channels shown per method in the teaching view.
         autostart: select the first model and image and compute at once.
+        factory: builds the explainers; the library's :func:`~gradscorecam.explainers.make_explainer`.
 
     Display it by leaving it as the last expression of a cell (or ``display(explorer)``).
     """
@@ -132,10 +140,10 @@ class Explorer:
         models: Mapping[str, ModelFactory],
         images: Mapping[str, ImageEntry | ImageFactory | Image.Image] | None = None,
         *,
-        methods: Mapping[str, type[BaseCAM]] = METHODS,
+        methods: Sequence[str] = tuple(METHODS),
         initial_methods: Sequence[str] = ("Grad-CAM",),
         options: Mapping[str, Mapping[str, Any]] | None = None,
-        max_channels: int | None = None,
+        max_channels: Budget | None = None,
         batch_size: int = 32,
         warn_seconds: float = DEFAULT_WARN_SECONDS,
         background: bool = False,
@@ -145,13 +153,14 @@ class Explorer:
         teaching_channels: int = 6,
         cache_size: int = 64,
         autostart: bool = True,
+        factory: ExplainerFactory | None = None,
     ) -> None:
         unknown = [m for m in initial_methods if m not in methods]
         if unknown:
             raise ValueError(f"initial_methods {unknown} are not among the methods {list(methods)}")
         self.session = Session(
             models, images, methods=methods, options=options, max_channels=max_channels, batch_size=batch_size,
-            cache_size=cache_size, teaching_channels=teaching_channels,
+            cache_size=cache_size, teaching_channels=teaching_channels, **({"factory": factory} if factory else {}),
         )  # fmt: skip
         self.warn_seconds = warn_seconds
         self.model_loader = model_loader
@@ -227,10 +236,14 @@ class Explorer:
             for name in s.methods
         }
         self.opacity_slider = widgets.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="opacity", style=style, layout=wide)
-        self.channels_input = widgets.BoundedIntText(
-            value=s.max_channels or 0, min=0, max=100_000, description="channels scored (0 = default)",
-            style={"description_width": "200px"}, layout=widgets.Layout(width="290px"),
+        # The budget of Score-CAM and Grad++ScoreCAM: "default" (each its own: every channel, 64), "all", or a number.
+        self.channels_input = widgets.Combobox(
+            value=budget_text(s.max_channels), options=["default", "all", "16", "32", "64", "128", "256", "512"],
+            ensure_option=False, continuous_update=False, description="channels scored",
+            placeholder="default, all, or a number", style={"description_width": "110px"},
+            layout=widgets.Layout(width="230px"),
         )  # fmt: skip
+        self.budget_note = widgets.HTML("")
         self.message = widgets.HTML("")
         self.compute_button = widgets.Button(description="Compute anyway", button_style="warning", layout=widgets.Layout(display="none"))
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="", layout=widgets.Layout(display="none", width="420px"))
@@ -259,7 +272,7 @@ class Explorer:
                 widgets.HBox(image_row),
                 widgets.HBox([self.class_dropdown, self.class_search]),
                 widgets.HBox(list(self.method_checkboxes.values()), layout=widgets.Layout(flex_flow="row wrap")),
-                widgets.HBox([self.opacity_slider, self.channels_input]),
+                widgets.HBox([self.opacity_slider, self.channels_input, self.budget_note]),
                 widgets.HBox([self.message, self.compute_button]),
                 widgets.HBox([self.progress, self.stop_button, self.progress_note]),
                 self.status,
@@ -310,17 +323,19 @@ class Explorer:
         target: int | None = None,
         methods: Sequence[str] | None = None,
         opacity: float | None = None,
-        max_channels: int | None = None,
+        max_channels: Budget | Literal["default"] | None = None,
     ) -> Explorer:
         """Set controls from code, in dependency order (model, layer, image, class, methods, opacity).
 
         Exactly what a click would do, so notebooks can show a chosen view and tests can drive the UI.
         A value the controls cannot show (a layer without a 4-D output, an unknown class) becomes a message.
+        ``None`` leaves a control as it is; ``max_channels="default"`` gives each score-based method its own
+        default budget, ``"all"`` every channel.
         """
         if model is not None:
             self.model_dropdown.value = model
         if max_channels is not None:
-            self.channels_input.value = max_channels
+            self.channels_input.value = budget_text(None if max_channels == "default" else max_channels)
         if image is not None:
             self.image_dropdown.value = image
         if layer is not None:
@@ -471,9 +486,13 @@ class Explorer:
         if len(found) == 1:
             self._select_class(found[0])
 
-    def _set_channels(self, value: int) -> None:
+    def _set_channels(self, text: str) -> None:
+        with self._reverting(self.channels_input, budget_text(self.session.max_channels)):
+            budget = parse_budget(text)
         self.controller.cancel()
-        self.session.max_channels = int(value) if value else None
+        self.session.max_channels = budget
+        with self._quietly():  # the canonical spelling ("ALL " -> "all")
+            self.channels_input.value = budget_text(budget)
         self._update()
 
     def _set_opacity(self, value: float) -> None:
@@ -578,14 +597,16 @@ class Explorer:
                 self._deferred.pop(keys[name], None)
         else:
             for name in missing:
-                if is_score_based(s.methods[name]) and keys[name] not in self._deferred:
+                if s.is_score_based(name) and keys[name] not in self._deferred:
                     seconds = s.estimate(name)
                     if seconds > self.warn_seconds:
                         self._deferred[keys[name]] = f"not computed: estimated {seconds:.0f} s. Press “Compute anyway”."
                         total = s.layers[s.layer][0]  # type: ignore[index]
-                        n = channels_to_score(total, channel_budget(s.methods[name], s.options(name)))
+                        budget = channel_budget(s.options(name))
+                        n = channels_to_score(total, budget)
                         self._say(
-                            f"{name} would take about {seconds:.0f} s here: {n} of {total} channels to score, one "
+                            f"{name} would take about {seconds:.0f} s here: {n} of {total} channels to score "
+                            f"(budget: {describe_budget(budget)}), one "
                             f"forward pass each, on {model_device(s.spec.model)}. Press “Compute anyway”, or set fewer channels to score.",
                             "warning",
                         )
@@ -598,7 +619,7 @@ class Explorer:
     # The controller's callbacks (in the worker thread when computing in the background).
     def _on_run_start(self, report: RunReport) -> None:
         s = self.session
-        if self.background or any(is_score_based(s.methods[name]) for name in report.names):
+        if self.background or any(s.is_score_based(name) for name in report.names):
             # a picture with "computing …" panels while the user waits (not worth drawing for a fast method)
             self._render_all(teaching=False)
         self.progress.value = 0
@@ -641,6 +662,7 @@ class Explorer:
         d.methods = self.selected_methods
         d.random_weights = is_random(s.spec)
         d.results, d.maps, d.seconds, d.errors, d.pending, d.teaching, d.deferred = {}, {}, {}, {}, {}, {}, []
+        d.budgets = {}
         if s.spec is None or s.probabilities is None:
             d.prediction, d.target_name = [], ""
             return
@@ -649,6 +671,10 @@ class Explorer:
         d.target_name = class_name(categories, s.target) if s.target is not None else ""
         if not s.ready:
             return
+        for name in s.methods:
+            options = s.options(name)
+            if (budget := channel_budget(options)) is not None:
+                d.budgets[name] = budget
         running = self.controller.running
         for name in d.methods:
             key = s.key(name)
@@ -685,6 +711,7 @@ class Explorer:
             self.random_banner.layout.display = None
         else:
             self.random_banner.layout.display = "none"
+        self.budget_note.value = " · ".join(f"{html.escape(name)}: {describe_budget(b)}" for name, b in d.budgets.items())
         if s.spec is None or s.probabilities is None or s.target is None:
             self.status.value = ""
             return
@@ -709,11 +736,7 @@ class Explorer:
             cells = []
             for name in d.methods:
                 if name in d.maps:
-                    result = d.results[name]
-                    caption = f"{d.seconds[name]:.2f} s"
-                    if result.channels_scored is not None:
-                        caption += f" · {result.channels_scored} of {result.channels_total} channels scored"
-                    cells.append(Cell(name, saliency=d.maps[name], caption=caption))
+                    cells.append(Cell(name, saliency=d.maps[name], caption=d.results[name].describe()))
                 else:
                     cells.append(Cell(name, text=d.errors.get(name) or d.pending.get(name, "")))
             image = to_display_image(s.inputs[0].detach().cpu().float(), s.spec.mean, s.spec.std)
