@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import threading
+from collections import OrderedDict
 
 import numpy as np
 import pytest
 import torch
 from conftest import small_gap_net, small_vgg_net
 from PIL import Image
+from torch import nn
 from torchvision import transforms
 
 from gradscorecam import CAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, ScoreCAM, make_explainer
@@ -286,6 +288,18 @@ def test_cam_on_a_vgg_like_model_is_a_message_in_its_panel(make):
     explorer.opacity_slider.value = 0.3
     explorer.method_checkboxes["Grad-CAM++"].value = True  # the known failure is not run again
     assert explorer.explainer_calls == calls + 1 and "CAM is not defined" in explorer.displayed.errors["CAM"]
+
+
+def test_a_method_that_cannot_be_built_for_the_model_is_a_message_in_its_panel(make):
+    no_linear = nn.Sequential(OrderedDict(features=nn.Sequential(nn.Conv2d(3, 10, 3, padding=1), nn.ReLU()),
+                                          pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten()))  # fmt: skip
+    explorer = make(models={"squeezenet-like": lambda: tiny_spec(no_linear.eval(), target_layer="features")},
+                    initial_methods=("CAM", "Grad-CAM", "Score-CAM"))  # fmt: skip
+    d = explorer.displayed
+    assert "no nn.Linear" in d.errors["CAM"] and "CAM" not in d.maps and not d.messages
+    torch.testing.assert_close(d.maps["Grad-CAM"], expected_map(explorer))
+    torch.testing.assert_close(d.maps["Score-CAM"], expected_map(explorer, ScoreCAM))
+    assert d.budgets == {"Score-CAM": "all", "Grad++ScoreCAM": 64}
 
 
 def test_broken_model_factory_is_a_message(make):

@@ -270,14 +270,23 @@ class Session:
         return self.explainer(name).options()
 
     def is_score_based(self, name: str) -> bool:
-        """Whether method ``name`` scores masked inputs (its time grows with the channels it scores)."""
-        return is_score_based(self.explainer(name))
+        """Whether method ``name`` scores masked inputs (its time grows with the channels it scores); False for
+        a method that cannot be built for this model (its computation fails at once, with the reason)."""
+        try:
+            return is_score_based(self.explainer(name))
+        except GradScoreCAMError:
+            return False
 
     def key(self, name: str) -> ResultKey:
         """The cache key of method ``name`` for the current selection."""
         if not self.ready:
             raise GradScoreCAMError("choose a model, a layer, an image and a class first.")
-        tag = method_tag(name, self.options(name))
+        try:
+            tag = method_tag(name, self.options(name))
+        except GradScoreCAMError as error:
+            # Not buildable here (CAM on a network without a linear layer): computing it raises the same error,
+            # which is then remembered under this key and shown in the method's panel.
+            tag = f"{name} (cannot be built: {error})"
         return ResultKey(self.model_key, self.layer, self.image_key or "", int(self.target), tag)  # type: ignore[arg-type]
 
     def cached(self, name: str) -> MethodResult | None:

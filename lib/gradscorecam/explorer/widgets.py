@@ -1,9 +1,9 @@
 """The explorer's user interface: ipywidgets controls around a :class:`~.session.Session`.
 
 The view only: the computations (the background thread, stopping, collecting results and errors) are a
-:class:`~.controller.ComputeController`, which calls back here to draw. Every control change goes through one guarded handler: errors the library diagnoses (an unreadable
-image, a layer without a 4-D output, CAM on VGG16 ...) become a message in the widget and the explorer
-stays usable; a kernel interrupt or the Stop button during a computation says "interrupted" and caches
+:class:`~.controller.ComputeController`, which calls back here to draw. Every control change goes through
+one guarded handler: errors the library diagnoses (an unreadable image, a layer without a 4-D output, CAM on
+VGG16 ...) become a message in the widget and the explorer stays usable; a kernel interrupt or the Stop button during a computation says "interrupted" and caches
 nothing. The opacity slider only redraws from the cached maps.
 
 What is on screen is also kept in :attr:`Explorer.displayed` (:class:`Displayed`), the maps as the
@@ -672,9 +672,8 @@ class Explorer:
         if not s.ready:
             return
         for name in s.methods:
-            options = s.options(name)
-            if (budget := channel_budget(options)) is not None:
-                d.budgets[name] = budget
+            if s.is_score_based(name):
+                d.budgets[name] = channel_budget(s.options(name))  # type: ignore[assignment]
         running = self.controller.running
         for name in d.methods:
             key = s.key(name)
