@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-scorecam", dest="scorecam", action="store_false", help="skip timing full Score-CAM")
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = p.parse_args(argv)
-    budgets = [None if b.lower() == "none" else int(b) for b in args.budgets]
+    budgets = [None if b.lower() in ("none", "all") else int(b) for b in args.budgets]
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     model, layer, transform, name = load_model(args)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             explainer = (
                 ScoreCAM(model, layer, batch_size=args.batch_size)
                 if method == "Score-CAM"
-                else GradPlusPlusScoreCAM(model, layer, batch_size=args.batch_size, max_channels=budget)
+                else GradPlusPlusScoreCAM(model, layer, batch_size=args.batch_size, max_channels="all" if budget is None else budget)
             )
             start = clock()
             explanation = explainer.explain(image, target)

@@ -229,7 +229,7 @@ def contestants(args, model, layer: str, images, targets) -> list[Contestant]:
     if "Grad++ScoreCAM" in wanted:
         for budget in args.budgets:
             row = "Grad++ScoreCAM" + ("" if budget is None else f", max_channels={budget}")
-            add(row, "ours", ours(GradPlusPlusScoreCAM, model, layer, images, targets, batch_size=bs, max_channels=budget, **speed))
+            add(row, "ours", ours(GradPlusPlusScoreCAM, model, layer, images, targets, batch_size=bs, max_channels="all" if budget is None else budget, **speed))
     if args.floor:
         # Our own forward runs as many chunks as a Score-CAM call, so both see the machine over as long a time.
         for label, cl, fused in (("NCHW", False, False), ("channels-last input", True, False), ("folded BN, channels-last", True, True)):
@@ -456,7 +456,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-fuse", dest="fuse", action="store_false",
                    help="with --rss-child ours: fuse_batchnorm=False (how much memory the folded copy takes)")
     args = p.parse_args(argv)
-    args.budgets = [None if b.lower() == "none" else int(b) for b in args.budgets]
+    args.budgets = [None if b.lower() in ("none", "all") else int(b) for b in args.budgets]
     if args.clock == "cpu" and args.device != "cpu":
         p.error("--clock cpu measures host CPU time; time GPU runs with the wall clock")
     args.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.autocast)

@@ -294,7 +294,9 @@ def test_model_not_returning_logits(images):
         ({"perturb": "pixels"}, "perturb='pixels'"),
         ({"baseline": "blur"}, "baseline='blur'"),
         ({"combine": "product"}, "combine='product'"),
-        ({"max_channels": 0}, "max_channels must be None or a positive int"),
+        ({"max_channels": 0}, 'max_channels must be a positive int, "all"'),
+        ({"max_channels": "every"}, 'max_channels must be a positive int, "all"'),
+        ({"max_channels": True}, 'max_channels must be a positive int, "all"'),
     ],
 )
 def test_gradpp_scorecam_rejects_unknown_options(gap_net, options, message):
@@ -312,8 +314,8 @@ def test_make_explainer_passes_only_the_options_that_apply(gap_net):
     reading = make_explainer(
         "Grad++ScoreCAM", gap_net, "layer", max_channels=4, overrides={"Grad++ScoreCAM": {"baseline": None}}
     )
-    assert reading.options() == {"mask_source": "activation", "perturb": "input", "baseline": None,
-                                 "combine": "score", "max_channels": 4}  # fmt: skip
+    assert {k: reading.options()[k] for k in ("mask_source", "perturb", "baseline", "combine", "max_channels")} == {
+        "mask_source": "activation", "perturb": "input", "baseline": None, "combine": "score", "max_channels": 4}  # fmt: skip
     assert type(make_explainer("CAM", gap_net, "layer", max_channels=4)).__name__ == "CAM"
     with pytest.raises(ValueError, match="unknown method 'GradCAM'; choose from 'CAM', 'Grad-CAM'"):
         make_explainer("GradCAM", gap_net, "layer")

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from gradscorecam import GradCAMPlusPlus, GradPlusPlusScoreCAM, ScoreCAM
 
-SCORECAM_READING = dict(mask_source="activation", perturb="input", baseline=None, combine="score", max_channels=None)
+SCORECAM_READING = dict(mask_source="activation", perturb="input", baseline=None, combine="score", max_channels="all")
 
 
 def _minmax(x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +45,8 @@ def test_gradpp_scorecam_reduces_to_scorecam_exactly(gap_net, vgg_net, images):
 def test_gradient_masks_follow_gradcampp_terms(vgg_net, images):
     # mask_source="gradient": M^k = a^k * ReLU(G^k) * A^k, scored at the input resolution, baseline subtracted.
     image, target = images[:1], 2
-    explanation = GradPlusPlusScoreCAM(vgg_net, "features.3", mask_source="gradient", max_channels=None).explain(image, target)
+    explainer = GradPlusPlusScoreCAM(vgg_net, "features.3", mask_source="gradient", max_channels="all")
+    explanation = explainer.explain(image, target)
     reference = GradCAMPlusPlus(vgg_net, "features.3").explain(image, target)
     alpha, grads, acts = reference.details["pixel_weights"][0], reference.details["gradients"][0], reference.activations[0]
     masks = alpha * torch.relu(grads) * acts
@@ -66,7 +67,7 @@ def test_feature_perturbation_is_the_papers_steps_8_and_9(vgg_net, images):
     # perturb="feature": downsize X to (h, w), multiply by minmax(M^k), resize back, score.
     image, target = images[:1], 5
     explanation = GradPlusPlusScoreCAM(
-        vgg_net, "features.3", mask_source="gradient", perturb="feature", baseline=None, max_channels=None
+        vgg_net, "features.3", mask_source="gradient", perturb="feature", baseline=None, max_channels="all"
     ).explain(image, target)
     acts = explanation.activations[0]
     masks = explanation.details["pixel_weights"][0] * torch.relu(explanation.details["gradients"][0]) * acts
@@ -103,19 +104,30 @@ def test_channel_budget_scores_only_the_top_positive_weights(vgg_net, images):
         # every scored channel outranks every unscored one
         assert grad_weights[b][scored[b]].min() >= grad_weights[b][~scored[b]].max()
         assert torch.equal(explanation.weights[b][~scored[b]], torch.zeros((~scored[b]).sum().item()))
-    full = GradPlusPlusScoreCAM(vgg_net, "features.3").explain(images)
+    full = GradPlusPlusScoreCAM(vgg_net, "features.3", max_channels="all").explain(images)
+    assert full.details["scored"].sum() > scored.sum()  # "all" really scores more than the budget
     assert torch.allclose(explanation.weights[scored], full.weights[scored], atol=1e-7)
 
 
 def test_gradient_and_activation_masks_agree_before_gap_linear(gap_net, images):
     # dY/dA is constant over space right before global average pooling + linear, so a^k and ReLU(G^k) are
-    # constant per channel and M^k = a^k ReLU(G^k) A^k has the masks of A^k wherever G^k > 0.
-    gradient = GradPlusPlusScoreCAM(gap_net, "layer", baseline=None).explain(images)
+    # constant per channel and M^k = a^k ReLU(G^k) A^k has the masks of A^k wherever G^k > 0. The two
+    # explainers must really use the two mask sources (the defaults must not make this compare a reading with
+    # itself): the raw masks differ by a per-channel factor, the normalised masks and the weights agree.
+    gradient = GradPlusPlusScoreCAM(gap_net, "layer", baseline=None, mask_source="gradient").explain(images)
     activation = GradPlusPlusScoreCAM(gap_net, "layer", baseline=None, mask_source="activation").explain(images)
-    both = gradient.details["scored"] & activation.details["scored"]
-    assert both.sum() > 5
-    assert torch.allclose(gradient.weights[both], activation.weights[both], atol=1e-6)
+    assert gradient.details["masks"].shape == activation.details["masks"].shape
+    scored = gradient.details["scored"]
+    assert torch.equal(scored, activation.details["scored"]) and scored.sum() > 5
     assert not gradient.details["scored"][gradient.details["grad_weights"] <= 0].any()
+    grad_masks, act_masks = gradient.details["masks"][scored], activation.details["masks"][scored]
+    assert (grad_masks - act_masks).abs().max() > 1e-3  # different maps M^k ...
+    factor = gradient.details["pixel_weights"] * torch.relu(gradient.details["gradients"])
+    torch.testing.assert_close(grad_masks, factor[scored] * act_masks)
+    normalised = [torch.stack([_minmax(m) for m in masks]) for masks in (grad_masks, act_masks)]
+    torch.testing.assert_close(*normalised, atol=1e-5, rtol=1e-5)  # ... the same masks H^k
+    torch.testing.assert_close(gradient.weights, activation.weights, atol=1e-6, rtol=0)
+    torch.testing.assert_close(gradient.maps, activation.maps, atol=1e-6, rtol=0)
 
 
 def test_scorecam_channel_budget_keeps_the_most_active_channels(vgg_net, images):

@@ -68,7 +68,8 @@ class Config:
         return re.sub(r"[^A-Za-z0-9]+", "-", self.label).strip("-")
 
     def options(self) -> dict[str, Any]:
-        return {**self.reading, "max_channels": self.max_channels}
+        # None here means every channel, which the explainers spell "all" (their None means "the default, 64").
+        return {**self.reading, "max_channels": "all" if self.max_channels is None else self.max_channels}
 
 
 def default_layers(spec: ModelSpec) -> list[str]:

@@ -6,19 +6,19 @@ model state, targets, post-processing) lives here so that all six methods treat 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import ClassIndexError, InputImageError, TargetLayerError
+from ..errors import InputImageError, TargetLayerError
 from .capture import forward_with_capture, model_state_guard
 from .layers import LayerSpec, resolve_target_layer
 from .postprocess import finalize
+from .targets import Targets, resolve_targets
 
-Targets = int | Sequence[int] | Tensor | None
+__all__ = ["BaseCAM", "Captured", "Explanation", "Targets", "resolve_targets"]
 
 # Larger inputs are almost always an untransformed photograph; score-based methods would run K passes at that size.
 DEFAULT_MAX_INPUT_PIXELS = 1024 * 1024
@@ -80,8 +80,10 @@ class BaseCAM:
     say so.
     """
 
-    #: whether the method needs dY^c/dA from a backward pass
-    uses_gradients: ClassVar[bool] = True
+    #: whether the clean forward pass is followed by a backward pass that gives the method dY^c/dA
+    #: (``Captured.gradients``). False for CAM and Score-CAM, which need no gradient, and for
+    #: SmoothGrad-CAM++, which needs gradients but takes them on its noisy copies, not on the clean image.
+    backward_on_clean_image: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -120,6 +122,15 @@ class BaseCAM:
             details=details,
         )
 
+    def options(self) -> dict[str, Any]:
+        """The effective constructor options, defaults included, JSON-serialisable (layers by name).
+
+        What ran, for recording next to results: ``type(explainer)(model, **explainer.options())`` builds an
+        explainer that computes the same maps. Options that cannot change a map and are not plain data
+        (``progress``) are left out. Each subclass adds its own options to its parent's.
+        """
+        return {"target_layer": self.target_layer_name, "max_input_pixels": self.max_input_pixels}
+
     def __enter__(self) -> BaseCAM:
         return self
 
@@ -157,7 +168,7 @@ class BaseCAM:
 
     # ------------------------------------------------------------------------------------------ helpers
     def _capture(self, images: Tensor, targets: Targets) -> Captured:
-        if self.uses_gradients:
+        if self.backward_on_clean_image:
             logits, activations, gradients, resolved = self._class_gradients(images, targets)
             return Captured(images, activations, gradients, logits, resolved)
         with torch.no_grad():
@@ -167,15 +178,6 @@ class BaseCAM:
         self._check_logits(logits)
         resolved = resolve_targets(targets, logits, len(images), logits.shape[1])
         return Captured(images, activations, None, logits, resolved)
-
-    @staticmethod
-    def _check_target_range(targets: Tensor, num_classes: int) -> None:
-        bad = targets[(targets < 0) | (targets >= num_classes)]
-        if len(bad):
-            raise ClassIndexError(
-                f"class index {int(bad[0])} is out of range: the model has {num_classes} classes "
-                f"(valid indices 0..{num_classes - 1})."
-            )
 
     @staticmethod
     def _check_logits(logits: object) -> None:
@@ -229,26 +231,3 @@ def _first_conv_channels(model: nn.Module) -> int | None:
         if isinstance(module, nn.Conv2d):
             return module.in_channels
     return None
-
-
-def resolve_targets(targets: Targets, logits: Tensor, batch: int, num_classes: int) -> Tensor:
-    """Turn ``None`` (each image's top class), an int or B ints into a (B,) long tensor, checking ranges."""
-    if targets is None:
-        return logits.argmax(dim=1)
-    if isinstance(targets, Tensor):
-        if targets.is_floating_point() or targets.is_complex():
-            raise ClassIndexError(f"targets must be integer class indices, got a {targets.dtype} tensor.")
-        resolved = targets.detach().to(device="cpu", dtype=torch.long).reshape(-1)
-    elif isinstance(targets, int):
-        resolved = torch.full((batch,), int(targets), dtype=torch.long)
-    else:
-        values = list(targets)
-        if not all(isinstance(t, int) or (isinstance(t, Tensor) and t.numel() == 1) for t in values):
-            raise ClassIndexError(f"targets must be None, an int or a sequence of ints, got {targets!r}.")
-        resolved = torch.tensor([int(t) for t in values], dtype=torch.long)
-    if resolved.numel() == 1 and batch > 1:
-        resolved = resolved.expand(batch).clone()
-    if resolved.numel() != batch:
-        raise ClassIndexError(f"got {resolved.numel()} targets for {batch} images; give one class per image, or one int.")
-    BaseCAM._check_target_range(resolved, num_classes)
-    return resolved.to(logits.device)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import Tensor, nn
 
 from ..errors import UnsupportedModelError
@@ -23,11 +26,15 @@ class CAM(BaseCAM):
     batch and raises :class:`~gradscorecam.errors.UnsupportedModelError` otherwise (VGG16 and AlexNet have
     a three-layer classifier). On such models CAM equals Grad-CAM after normalisation.
 
+    The check recomputes the logits in float32 from the captured A and W and allows a relative difference of
+    ``max(1e-3, 4 * eps)`` of the largest logit, eps the machine epsilon of the model's logits (bf16: 0.031,
+    fp16: 0.004), because a half-precision model rounds its own pooling and product at that precision.
+
     Args:
         fc_layer: the final linear layer, by name or module; default the last ``nn.Linear`` of the model.
     """
 
-    uses_gradients = False
+    backward_on_clean_image = False
 
     def __init__(
         self, model: nn.Module, target_layer: LayerSpec, *, fc_layer: LayerSpec | None = None, **kwargs: object
@@ -46,10 +53,13 @@ class CAM(BaseCAM):
             if not isinstance(self.fc, nn.Linear):
                 raise UnsupportedModelError(f"fc_layer {self.fc_name!r} is a {type(self.fc).__name__}, not nn.Linear.")
 
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "fc_layer": self.fc_name}
+
     def _channel_weights(self, captured: Captured) -> tuple[Tensor, dict[str, Tensor]]:
-        activations = captured.activations
+        activations = captured.activations.float()
         channels = activations.shape[1]
-        weight = self.fc.weight.detach()
+        weight = self.fc.weight.detach().float()
         if weight.shape[1] != channels:
             raise UnsupportedModelError(
                 f"CAM is not defined here: target layer {self.target_layer_name!r} has {channels} channels but the "
@@ -59,10 +69,12 @@ class CAM(BaseCAM):
         pooled = activations.mean(dim=(-2, -1))
         predicted = pooled @ weight.T
         if self.fc.bias is not None:
-            predicted = predicted + self.fc.bias.detach()
-        gap = (predicted - captured.logits).abs().max().item()
-        scale = captured.logits.abs().max().item() + 1e-6
-        if gap > 1e-3 * scale:
+            predicted = predicted + self.fc.bias.detach().float()
+        logits = captured.logits.float()
+        gap = (predicted - logits).abs().max().item()
+        scale = logits.abs().max().item() + 1e-6
+        tolerance = max(1e-3, 4 * torch.finfo(captured.logits.dtype).eps)
+        if gap > tolerance * scale:
             raise UnsupportedModelError(
                 f"CAM is not defined here: the logits are not {self.fc_name}(global average pool of "
                 f"{self.target_layer_name!r}) (they differ by up to {gap:.3g}), so the linear weights do not "

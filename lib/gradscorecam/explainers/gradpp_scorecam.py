@@ -17,8 +17,9 @@ option (default first)    where in the paper
                           the per-pixel terms whose sum is Grad-CAM++'s w_k A^k.
 ``max_channels``          Fig. 1: "a forward-passing score on the target class for each weight ... repeated k
   ``64``                  times ... where k is the number of weights", and the claimed speed-up: only the
-  int or ``None``         channels with the largest w_k > 0 are scored, the rest get weight 0. ``None`` scores
-                          every channel whose map is not constant (the slowest reading).
+  int or ``"all"``        channels with the largest w_k > 0 are scored, the rest get weight 0. ``"all"`` scores
+                          every channel whose map is not constant (the slowest reading). ``None`` means not
+                          given: the default, 64.
 ``perturb``               Steps 8-9 and Sec. IV "we downsize the original input image corresponding to the size
   ``"input"``             of activation weights": ``"feature"`` downsizes X to (h, w), multiplies it by
   ``"feature"``           H^k = minmax(M^k) and resizes the product back to (H, W) before scoring. ``"input"``
@@ -35,41 +36,44 @@ option (default first)    where in the paper
 f(·) is the softmax probability of the class (Score-CAM's choice; the paper does not say otherwise).
 
 Why these defaults: the ablation chose them (``notebooks/06_ablation.ipynb``, :mod:`gradscorecam.ablation`;
-measured on the MobileNetV2 of ``../shared`` and 50 ImageNet photographs, the numbers are in the README).
-``perturb="input"`` wins by far at the usual layer (Average Drop 16.7 % against 29.4-59.6 % in the feature
-space). ``mask_source="activation"`` gives the same masks as ``"gradient"`` there (see below) and better ones
-at an inner layer (deletion AUC 0.160 against 0.243). ``baseline`` and ``combine`` change little (within the
-confidence intervals); Eq. 12's baseline and Eq. 14's scores-only weights are kept. ``max_channels=64``: the
-64 channels with the largest Grad-CAM++ weights explain as well as all of them (Average Drop 16.7 % against
-17.6 %, Score-CAM 17.8 %) for a twentieth of the masked passes (1280 at MobileNetV2's head); 16 or 32
-lose. At an inner layer (MobileNetV2 ``blocks.13``) 64 is too few: every channel with w_k > 0 was best there.
-The paper's literal step 9 stays available as ``mask_source="gradient"``, and ``max_channels=None`` scores
-every channel. With ``mask_source="activation", perturb="input", baseline=None, combine="score",
-max_channels=None`` the method is exactly Score-CAM (tested). At a layer followed directly by global
-average pooling and a linear layer (ResNet ``layer4``, MobileNetV2 ``head``), G^k is constant over space,
-so the two mask sources give the same masks wherever w_k > 0; the readings differ at layers followed by
-more structure.
+the measured numbers, with the model, images and command that gave them, are in the README's ablation
+section, not here, where they would go stale). In short: ``perturb="input"`` wins by far at the usual layer;
+``mask_source="activation"`` gives the same masks as ``"gradient"`` there (see below) and better ones at an
+inner layer; ``baseline`` and ``combine`` change little (within the confidence intervals), so Eq. 12's
+baseline and Eq. 14's scores-only weights are kept; a budget of 64 channels explains about as well as every
+channel for a fraction of the masked passes at the model's usual layer, while smaller budgets lose, and at an
+inner layer 64 can be too few. The paper's literal step 9 stays available as ``mask_source="gradient"``, and
+``max_channels="all"`` scores every channel. With ``mask_source="activation", perturb="input",
+baseline=None, combine="score", max_channels="all"`` the method is exactly Score-CAM (tested). At a layer
+followed directly by global average pooling and a linear layer (ResNet ``layer4``, MobileNetV2 ``head``),
+G^k is constant over space, so the two mask sources give the same masks wherever w_k > 0; the readings
+differ at layers followed by more structure.
+
+The Grad-CAM++ phase uses Eq. 19 as :class:`~.gradient.GradCAMPlusPlus` does, including its warning at
+layers with signed activations (BatchNorm or convolution outputs), where w_k can be arbitrarily large or
+negative and so pick the wrong channels.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from .base import Captured
-from .gradient import gradcampp_pixel_weights
+from .gradient import gradcampp_pixel_weights, warn_unbounded_pixel_weights
 from .layers import LayerSpec
 from .score_based import ScoreBasedCAM
 from .scoring import (
     PERTURB_SPACES,
+    Budget,
     PerturbSpace,
-    check_budget,
+    budget_mask,
     check_choice,
     class_scores,
     non_constant_channels,
-    top_channels,
+    resolve_budget,
 )
 
 MaskSource = Literal["gradient", "activation"]
@@ -97,8 +101,9 @@ class GradPlusPlusScoreCAM(ScoreBasedCAM):
         baseline: ``"zeros"`` subtracts the score of the all-zero input; ``None`` does not.
         combine: ``"score"`` (α_k) or ``"score_x_grad"`` (α_k w_k) as channel weights.
         max_channels: score only the channels with the largest w_k > 0, at most this many per image
-            (default 64, chosen by the ablation); ``None`` scores every non-constant channel. The masked passes are nearly all of the time, so
-            the time falls about in proportion (README, "Speed": 64 of ResNet-18's 512 channels ~7x faster).
+            (default 64, chosen by the ablation); ``"all"`` scores every non-constant channel; ``None`` means
+            not given, i.e. 64. The masked passes are nearly all of the time, so the time falls about in
+            proportion to the channels scored (measured speed-ups: README, "Speed").
         eps: added to the a^k_ij denominator, as in :class:`GradCAMPlusPlus`.
         batch_size, progress, channels_last, fuse_batchnorm, autocast, cudnn_benchmark: see
             :class:`~.score_based.ScoreBasedCAM` (chunking and the speed options of the masked passes).
@@ -107,6 +112,9 @@ class GradPlusPlusScoreCAM(ScoreBasedCAM):
     ``channel_scores`` (softmax scores of the masked inputs), ``scores`` α_k, ``scored`` (bool), all (B, K);
     and ``baseline_score`` (B,) (zeros when ``baseline=None``).
     """
+
+    #: the budget ``max_channels=None`` (not given) stands for
+    default_max_channels: Budget = 64
 
     def __init__(
         self,
@@ -117,7 +125,7 @@ class GradPlusPlusScoreCAM(ScoreBasedCAM):
         perturb: PerturbSpace = "input",
         baseline: Baseline = "zeros",
         combine: Combine = "score",
-        max_channels: int | None = 64,
+        max_channels: Budget | None = 64,
         eps: float = 0.0,
         **kwargs: object,
     ) -> None:
@@ -126,22 +134,24 @@ class GradPlusPlusScoreCAM(ScoreBasedCAM):
         check_choice("perturb", perturb, PERTURB_SPACES)
         check_choice("baseline", baseline, ("zeros", None))
         check_choice("combine", combine, ("score", "score_x_grad"))
-        check_budget(max_channels)
         self.mask_source = mask_source
         self.perturb = perturb
         self.baseline = baseline
         self.combine = combine
-        self.max_channels = max_channels
+        self.max_channels: Budget = resolve_budget(max_channels, self.default_max_channels)
         self.eps = eps
 
-    def options(self) -> dict[str, object]:
-        """The reading this explainer implements, for recording next to results."""
+    def options(self) -> dict[str, Any]:
+        """The reading (``mask_source``, ``perturb``, ``baseline``, ``combine``), the budget, ``eps`` and the
+        options of :class:`~.score_based.ScoreBasedCAM`."""
         return {
+            **super().options(),
             "mask_source": self.mask_source,
             "perturb": self.perturb,
             "baseline": self.baseline,
             "combine": self.combine,
             "max_channels": self.max_channels,
+            "eps": self.eps,
         }
 
     def _channel_weights(self, captured: Captured) -> tuple[Tensor, dict[str, Tensor]]:
@@ -150,12 +160,13 @@ class GradPlusPlusScoreCAM(ScoreBasedCAM):
         grads = grads.float()
         positive_grads = torch.relu(grads)
         alpha = gradcampp_pixel_weights(activations, grads**2, grads**3, self.eps)
+        warn_unbounded_pixel_weights(
+            activations, grads**2, grads**3, grads > 0, self.target_layer_name, "Grad++ScoreCAM"
+        )
         grad_weights = (alpha * positive_grads).sum(dim=(-2, -1))
 
         maps = alpha * positive_grads * activations if self.mask_source == "gradient" else activations
-        selected = non_constant_channels(maps)
-        if self.max_channels is not None:
-            selected = selected & top_channels(grad_weights, self.max_channels)
+        selected = non_constant_channels(maps) & budget_mask(grad_weights, self.max_channels)
 
         baseline_score = torch.zeros(len(activations), device=activations.device)
         with self._scoring_forward(captured.images.device) as forward:

@@ -1,4 +1,9 @@
-"""The six methods by display name, and one factory that gives each its share of the common options."""
+"""The six methods by display name, and THE factory that gives each its share of the common options.
+
+Everything that builds explainers by method name (the runner, the figures, the explorer, the ablation)
+goes through :func:`make_explainer`, so a common option means the same everywhere; the built explainer's
+``options()`` says what it will run with, defaults included.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from .gradient import GradCAM, GradCAMPlusPlus
 from .gradpp_scorecam import GradPlusPlusScoreCAM
 from .layers import LayerSpec
 from .scorecam import ScoreCAM
+from .scoring import Budget, check_budget
 from .smoothgrad import SmoothGradCAMPlusPlus
 
 #: The methods of the paper's figures and Table 1, in its column order, by display name.
@@ -38,7 +44,7 @@ def method_options(
     methods: Sequence[str] = tuple(METHODS),
     *,
     batch_size: int | None = None,
-    max_channels: int | None = None,
+    max_channels: Budget | None = None,
     smooth_samples: int | None = None,
     seed: int | None = None,
     progress: Any = None,
@@ -46,9 +52,11 @@ def method_options(
     """Per method, the keyword arguments its class takes among these common options (``None``: not given).
 
     ``batch_size`` and ``max_channels`` go to the score-based methods, ``smooth_samples`` (as ``n_samples``)
-    and ``seed`` to SmoothGrad-CAM++. The result is what :func:`gradscorecam.evaluate` takes as
-    ``explainer_options``.
+    and ``seed`` to SmoothGrad-CAM++. ``max_channels``: an int caps both score-based methods, ``"all"`` makes
+    both score every channel, ``None`` (not given) leaves each its own default (Score-CAM every channel,
+    Grad++ScoreCAM 64). The result is what :func:`gradscorecam.evaluate` takes as ``explainer_options``.
     """
+    check_budget(max_channels)
     given = {"batch_size": batch_size, "max_channels": max_channels, "smooth_samples": smooth_samples,
              "seed": seed, "progress": progress}  # fmt: skip
     options = {}
@@ -66,7 +74,7 @@ def make_explainer(
     target_layer: LayerSpec,
     *,
     batch_size: int | None = None,
-    max_channels: int | None = None,
+    max_channels: Budget | None = None,
     smooth_samples: int | None = None,
     seed: int | None = None,
     progress: Any = None,
@@ -74,8 +82,11 @@ def make_explainer(
 ) -> BaseCAM:
     """Build the explainer ``method`` (a key of :data:`METHODS`) with the common options that apply to it.
 
-    Options left at ``None`` keep the class's defaults (see :func:`method_options`); ``overrides`` adds
-    per-method keyword arguments, e.g. ``{"Grad++ScoreCAM": {"mask_source": "activation"}}``.
+    Options left at ``None`` keep the class's defaults (see :func:`method_options`; ``max_channels="all"``
+    scores every channel, ``None`` keeps each method's default budget); options that do not apply to the
+    method are ignored. ``overrides`` adds per-method keyword arguments, e.g.
+    ``{"Grad++ScoreCAM": {"mask_source": "gradient"}}``. The returned explainer's ``options()`` gives the
+    effective options, defaults included, JSON-serialisable: record those, not the arguments passed here.
     """
     _check_method(method)
     common = method_options(

@@ -56,6 +56,19 @@ class ScoreBasedCAM(BaseCAM):
             cudnn_benchmark=cudnn_benchmark,
         )
 
+    def options(self) -> dict[str, Any]:
+        """Adds ``batch_size`` and the speed options (``autocast`` by name, e.g. ``"bfloat16"``); ``progress`` is
+        left out (it only displays)."""
+        autocast = self.speed.autocast
+        return {
+            **super().options(),
+            "batch_size": self.batch_size,
+            "channels_last": self.speed.channels_last,
+            "fuse_batchnorm": self.speed.fuse_batchnorm,
+            "autocast": None if autocast is None else str(autocast).removeprefix("torch."),
+            "cudnn_benchmark": self.speed.cudnn_benchmark,
+        }
+
     def _scoring_forward(self, device: torch.device) -> AbstractContextManager[ScoringForward]:
         """The forward function of this call's masked passes (inside the model state guard)."""
         return fast_forward(self.model, device, self.speed)

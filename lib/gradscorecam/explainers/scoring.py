@@ -39,10 +39,33 @@ def non_constant_channels(maps: Tensor) -> Tensor:
     return flat.amax(dim=-1) > flat.amin(dim=-1)
 
 
-def check_budget(max_channels: int | None) -> None:
-    """Raise ValueError unless ``max_channels`` is None (every channel) or a positive int (see :func:`top_channels`)."""
-    if max_channels is not None and (not isinstance(max_channels, int) or max_channels < 1):
-        raise ValueError(f"max_channels must be None or a positive int, got {max_channels!r}")
+#: Every channel (``max_channels="all"``); distinct from None, which means "not given: the class default".
+ALL_CHANNELS = "all"
+Budget = int | Literal["all"]
+
+
+def check_budget(max_channels: object) -> None:
+    """Raise ValueError unless ``max_channels`` is ``"all"`` (every channel), None (not given) or a positive int."""
+    valid = max_channels is None or max_channels == ALL_CHANNELS
+    valid = valid or (isinstance(max_channels, int) and not isinstance(max_channels, bool) and max_channels >= 1)
+    if not valid:
+        raise ValueError(
+            f"max_channels must be a positive int, \"all\" (every channel) or None (the method's default), "
+            f"got {max_channels!r}"
+        )
+
+
+def resolve_budget(max_channels: Budget | None, default: Budget) -> Budget:
+    """The budget an explainer uses: ``max_channels`` checked, or ``default`` when it is None (not given)."""
+    check_budget(max_channels)
+    return default if max_channels is None else max_channels
+
+
+def budget_mask(values: Tensor, budget: Budget) -> Tensor:
+    """(B, K) bool: every channel for ``"all"``, else :func:`top_channels` of ``values``."""
+    if budget == ALL_CHANNELS:
+        return torch.ones_like(values, dtype=torch.bool)
+    return top_channels(values, int(budget))
 
 
 def top_channels(values: Tensor, budget: int) -> Tensor:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from .base import BaseCAM, Captured
-from .gradient import gradcampp_pixel_weights
+from .gradient import gradcampp_pixel_weights, warn_unbounded_pixel_weights
 from .layers import LayerSpec
 
 
@@ -43,12 +45,16 @@ class SmoothGradCAMPlusPlus(BaseCAM):
         seed: seeds the noise; the same seed gives the same maps, and each image's noise does not depend
             on the other images in the batch. ``None`` draws fresh noise on every call.
         batch_size: noisy copies per forward/backward pass (bounds memory).
-        eps: added to the a^k_ij denominator, as in :class:`GradCAMPlusPlus`.
+        eps: added to the a^k_ij denominator, as in :class:`GradCAMPlusPlus` (which also says why a layer with
+            signed activations warns).
+
+    The noise is drawn in float32 on the CPU (so a seed gives the same noise on every device and dtype) and
+    added in the images' dtype; the moments D_1..D_3 are accumulated in float32, also for a bf16/fp16 model.
 
     ``details``: ``pixel_weights`` a^k_ij and the averaged gradients ``gradients`` (D_1), (B, K, h, w).
     """
 
-    uses_gradients = False  # the clean pass gives A only; gradients come from the noisy copies
+    backward_on_clean_image = False  # the clean pass gives A only; the gradients come from the noisy copies
 
     def __init__(
         self,
@@ -75,6 +81,10 @@ class SmoothGradCAMPlusPlus(BaseCAM):
         self.batch_size = batch_size
         self.eps = eps
 
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "n_samples": self.n_samples, "noise_level": self.noise_level, "seed": self.seed,
+                "batch_size": self.batch_size, "eps": self.eps}  # fmt: skip
+
     def _noise(self, shape: torch.Size) -> Tensor:
         # Drawn on the CPU so that a seed gives the same noise on every device.
         generator = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
@@ -83,7 +93,7 @@ class SmoothGradCAMPlusPlus(BaseCAM):
     def _channel_weights(self, captured: Captured) -> tuple[Tensor, dict[str, Tensor]]:
         images, activations, targets = captured.images, captured.activations, captured.targets
         batch = len(images)
-        flat = images.detach().flatten(1)
+        flat = images.detach().flatten(1).float()
         sigma = (self.noise_level * (flat.max(dim=1).values - flat.min(dim=1).values)).view(-1, 1, 1, 1)
         noise = self._noise(images.shape[1:])
 
@@ -93,12 +103,13 @@ class SmoothGradCAMPlusPlus(BaseCAM):
             chunk = pairs[start : start + self.batch_size]
             sample_idx = torch.tensor([s for s, _ in chunk])
             image_idx = torch.tensor([b for _, b in chunk], device=images.device)
-            noisy = images[image_idx] + sigma[image_idx] * noise[sample_idx].to(images.device)
+            noisy = (images[image_idx].float() + sigma[image_idx] * noise[sample_idx].to(images.device)).to(images.dtype)
             _, _, grads, _ = self._class_gradients(noisy, targets[image_idx])
             grads = grads.float()
             for moment, power in zip(moments, (1, 2, 3)):
                 moment.index_add_(0, image_idx, grads**power)
         d1, d2, d3 = (m / self.n_samples for m in moments)
         alpha = gradcampp_pixel_weights(activations.float(), d2, d3, self.eps)
+        warn_unbounded_pixel_weights(activations.float(), d2, d3, d1 > 0, self.target_layer_name, "SmoothGrad-CAM++")
         weights = (alpha * torch.relu(d1)).sum(dim=(-2, -1))
         return weights, {"gradients": d1, "pixel_weights": alpha}
