@@ -138,7 +138,7 @@ def test_the_channels_box_reads_default_all_or_a_number():
     assert parse_budget("default") is None and parse_budget(" ") is None
     assert parse_budget("All ") == "all" and parse_budget("64") == 64
     for bad in ("0", "-3", "many", "6.5"):
-        with pytest.raises(GradScoreCAMError, match="default.*Score-CAM every channel, Grad\\+\\+ScoreCAM 64"):
+        with pytest.raises(GradScoreCAMError, match="default.*Score-CAM all channels, Grad\\+\\+ScoreCAM at most 64 channels"):
             parse_budget(bad)
     assert [budget_text(b) for b in (None, "all", 16)] == ["default", "all", "16"]
 

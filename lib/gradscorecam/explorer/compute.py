@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..errors import GradScoreCAMError, InputImageError
 from ..comparison import synchronize
-from ..explainers import CAM, BaseCAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, SmoothGradCAMPlusPlus
+from ..explainers import METHODS, CAM, BaseCAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, SmoothGradCAMPlusPlus
 from ..explainers.capture import model_state_guard
 from ..explainers.postprocess import minmax_normalize, upsample
 from ..explainers.score_based import ScoreBasedCAM
@@ -153,9 +153,12 @@ def parse_budget(text: str) -> Budget | None:
         return ALL_CHANNELS
     if value.isdigit() and int(value) >= 1:
         return int(value)
+    defaults = ", ".join(
+        f"{name} {describe_budget(cls.default_max_channels)}" for name, cls in METHODS.items() if is_score_based(cls)
+    )
     raise GradScoreCAMError(
         f"channels scored: {text!r} is not a budget; type a number of at least 1, \"all\" (every channel), or "
-        "\"default\" (each method's own: Score-CAM every channel, Grad++ScoreCAM 64)."
+        f"\"default\" (each method's own: {defaults})."
     )
 
 
