@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import io
 import threading
+from collections import OrderedDict
 
 import numpy as np
 import pytest
 import torch
 from conftest import small_gap_net, small_vgg_net
 from PIL import Image
+from torch import nn
 from torchvision import transforms
 
-from gradscorecam import CAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, ScoreCAM
+from gradscorecam import CAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, ScoreCAM, make_explainer
 from gradscorecam.errors import DataSourceError
 from gradscorecam.explainers.postprocess import minmax_normalize, upsample
 from gradscorecam.explorer import Explorer, ImageEntry, LoadedModel
@@ -172,6 +174,7 @@ def test_class_search_by_substring(make):
 
 def test_score_methods_report_progress_and_the_budget(make):
     explorer = make(initial_methods=("Score-CAM",), max_channels=5)
+    assert explorer.channels_input.value == "5"
     seen: list[tuple[int, int]] = []
     explorer.progress.observe(lambda change: seen.append((change["new"], explorer.progress.max)), "value")
     explorer.layer_dropdown.value = "block"  # 16 channels, 5 scored, 2 per forward pass
@@ -179,14 +182,32 @@ def test_score_methods_report_progress_and_the_budget(make):
     explorer.layer_dropdown.value = "stem"
     assert seen and seen[-1][0] == seen[-1][1] <= 5
     assert explorer.progress.layout.display == "none"  # hidden again when done
-    result = explorer.session.cached("Score-CAM")
-    assert result.channels_scored <= 5 and result.channels_total == 8
-    torch.testing.assert_close(explorer.displayed.maps["Score-CAM"], expected_map(explorer, ScoreCAM, max_channels=5))
-    # a new channel budget is a new result
+    d = explorer.displayed
+    result = d.results["Score-CAM"]
+    assert result.channels_scored <= 5 and result.channels_total == 8 and result.options["max_channels"] == 5
+    assert d.budgets == {"Score-CAM": 5, "Grad++ScoreCAM": 5} and "at most 5 channels" in explorer.budget_note.value
+    torch.testing.assert_close(d.maps["Score-CAM"], expected_map(explorer, ScoreCAM, max_channels=5))
+    # a new channel budget is a new result: "all" is every channel
     calls = explorer.explainer_calls
-    explorer.channels_input.value = 0  # all channels
-    assert explorer.explainer_calls == calls + 1
-    torch.testing.assert_close(explorer.displayed.maps["Score-CAM"], expected_map(explorer, ScoreCAM))
+    explorer.channels_input.value = "all"
+    assert explorer.explainer_calls == calls + 1 and explorer.displayed.results["Score-CAM"].options["max_channels"] == "all"
+    torch.testing.assert_close(explorer.displayed.maps["Score-CAM"], expected_map(explorer, ScoreCAM, max_channels="all"))
+    # "default": each method its own budget, and the explorer says which: Score-CAM all (the same map, cached),
+    # Grad++ScoreCAM 64 (more than the 8 channels of this layer: all of them)
+    explorer.channels_input.value = "default"
+    d = explorer.displayed
+    assert explorer.explainer_calls == calls + 1 and explorer.session.max_channels is None
+    assert d.budgets == {"Score-CAM": "all", "Grad++ScoreCAM": 64}
+    assert "Score-CAM: all channels" in explorer.budget_note.value and "Grad++ScoreCAM: at most 64 channels" in explorer.budget_note.value
+    explorer.method_checkboxes["Grad++ScoreCAM"].value = True
+    result = explorer.displayed.results["Grad++ScoreCAM"]
+    assert result.options["max_channels"] == 64 and result.describe().endswith("of 8 channels scored (budget: at most 64 channels)")
+    torch.testing.assert_close(result.saliency, expected_map(explorer, GradPlusPlusScoreCAM, batch_size=2))
+    # a budget the box cannot mean is a message naming the choices, and the box shows the budget in force
+    explorer.channels_input.value = "0"
+    d = explorer.displayed
+    assert d.level == "error" and "\"all\" (every channel)" in d.messages[0] and "\"default\"" in d.messages[0]
+    assert explorer.channels_input.value == "default" and explorer.session.max_channels is None
 
 
 # ------------------------------------------------------------------------------------------- teaching view
@@ -269,6 +290,18 @@ def test_cam_on_a_vgg_like_model_is_a_message_in_its_panel(make):
     assert explorer.explainer_calls == calls + 1 and "CAM is not defined" in explorer.displayed.errors["CAM"]
 
 
+def test_a_method_that_cannot_be_built_for_the_model_is_a_message_in_its_panel(make):
+    no_linear = nn.Sequential(OrderedDict(features=nn.Sequential(nn.Conv2d(3, 10, 3, padding=1), nn.ReLU()),
+                                          pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten()))  # fmt: skip
+    explorer = make(models={"squeezenet-like": lambda: tiny_spec(no_linear.eval(), target_layer="features")},
+                    initial_methods=("CAM", "Grad-CAM", "Score-CAM"))  # fmt: skip
+    d = explorer.displayed
+    assert "no nn.Linear" in d.errors["CAM"] and "CAM" not in d.maps and not d.messages
+    torch.testing.assert_close(d.maps["Grad-CAM"], expected_map(explorer))
+    torch.testing.assert_close(d.maps["Score-CAM"], expected_map(explorer, ScoreCAM))
+    assert d.budgets == {"Score-CAM": "all", "Grad++ScoreCAM": 64}
+
+
 def test_broken_model_factory_is_a_message(make):
     def broken():
         return {"model": small_gap_net()}  # a build_model() mapping missing its other keys
@@ -294,25 +327,26 @@ def test_slow_score_methods_wait_for_compute_anyway(make):
     assert explorer.compute_button.layout.display == "none"
 
 
-class InterruptingScoreCAM(ScoreCAM):
-    """Score-CAM whose second progress report comes with a kernel interrupt (Ctrl-C, the ■ button)."""
+def interrupting_factory(armed: dict[str, bool]):
+    """The library's factory, but a score-based method's third progress report comes with a kernel interrupt
+    (Ctrl-C, the ■ button) while ``armed["on"]``."""
 
-    armed = True
-
-    def __init__(self, model, target_layer, *, progress=None, **kwargs):
+    def factory(method, model, layer, *, progress=None, **kwargs):
         def report(done: int, total: int) -> None:
-            if InterruptingScoreCAM.armed and done > 2:
+            if armed["on"] and done > 2:
                 raise KeyboardInterrupt
             if progress:
                 progress(done, total)
 
-        super().__init__(model, target_layer, progress=report, **kwargs)
+        return make_explainer(method, model, layer, progress=report, **kwargs)
+
+    return factory
 
 
 def test_kernel_interrupt_leaves_a_message_a_clean_cache_and_a_working_explorer(make):
-    InterruptingScoreCAM.armed = True
-    methods = {"Grad-CAM": GradCAM, "Score-CAM": InterruptingScoreCAM}
-    explorer = make(methods=methods, initial_methods=("Grad-CAM",), batch_size=2)
+    armed = {"on": True}
+    explorer = make(methods=("Grad-CAM", "Score-CAM"), initial_methods=("Grad-CAM",), batch_size=2,
+                    factory=interrupting_factory(armed))  # fmt: skip
     model = explorer.session.spec.model
     explorer.method_checkboxes["Score-CAM"].value = True
     d = explorer.displayed
@@ -323,33 +357,37 @@ def test_kernel_interrupt_leaves_a_message_a_clean_cache_and_a_working_explorer(
     # the explorer keeps working, and the interrupted method can be run again
     explorer.layer_dropdown.value = "block"
     torch.testing.assert_close(explorer.displayed.maps["Grad-CAM"], expected_map(explorer, layer="block"))
-    InterruptingScoreCAM.armed = False
+    armed["on"] = False
     explorer.layer_dropdown.value = "layer"
     explorer.compute()
     torch.testing.assert_close(explorer.displayed.maps["Score-CAM"], expected_map(explorer, ScoreCAM, batch_size=2))
 
 
-class SlowScoreCAM(ScoreCAM):
-    """Score-CAM that takes its time per chunk and signals when it has started."""
+def holding_factory(started: threading.Event, explorer_of: dict):
+    """The library's factory, but the first score-based computation holds at its first progress report until
+    a stop is requested (the Stop button), so the test presses it while the method is surely running."""
 
-    started = threading.Event()
-
-    def __init__(self, model, target_layer, *, progress=None, **kwargs):
+    def factory(method, model, layer, *, progress=None, **kwargs):
         def report(done: int, total: int) -> None:
-            SlowScoreCAM.started.set()
-            threading.Event().wait(0.05)
+            if not started.is_set():
+                started.set()
+                explorer_of["explorer"].controller.stop_requested.wait(30)
             if progress:
                 progress(done, total)
 
-        super().__init__(model, target_layer, progress=report, **kwargs)
+        return make_explainer(method, model, layer, progress=report, **kwargs)
+
+    return factory
 
 
 def test_stop_button_stops_a_background_computation(make):
-    SlowScoreCAM.started.clear()
-    explorer = make(methods={"Grad-CAM": GradCAM, "Score-CAM": SlowScoreCAM}, batch_size=1, background=True)
+    started, explorer_of = threading.Event(), {}
+    explorer = make(methods=("Grad-CAM", "Score-CAM"), batch_size=1, background=True,
+                    factory=holding_factory(started, explorer_of))  # fmt: skip
+    explorer_of["explorer"] = explorer
     assert explorer.wait(30)
     explorer.method_checkboxes["Score-CAM"].value = True
-    assert SlowScoreCAM.started.wait(30)
+    assert started.wait(30)
     assert explorer.stop_button.layout.display != "none"
     explorer.stop_button.click()
     assert explorer.wait(30)

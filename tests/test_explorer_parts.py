@@ -6,13 +6,19 @@ import io
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import small_gap_net
 from PIL import Image
+from torchvision import transforms
 
-from gradscorecam import GradCAM, GradPlusPlusScoreCAM, ScoreCAM, SmoothGradCAMPlusPlus
+from gradscorecam import GradCAM, GradPlusPlusScoreCAM, ScoreCAM, SmoothGradCAMPlusPlus, make_explainer
 from gradscorecam.errors import DataSourceError, GradScoreCAMError
-from gradscorecam.explorer import LRUCache, ResultKey, as_model_like, decode_image_bytes, estimate_seconds, find_classes
-from gradscorecam.explorer.compute import _Stopped, method_options, method_tag, run_method
+from gradscorecam.explorer import (
+    LoadedModel, LRUCache, ResultKey, Session, as_model_like, decode_image_bytes, estimate_seconds, find_classes,
+)  # fmt: skip
+from gradscorecam.explorer.compute import (
+    _Stopped, budget_text, method_tag, parse_budget, run_method, stop_aware_progress,
+)  # fmt: skip
 from gradscorecam.explorer.sources import folder_images, upload_key, uploaded_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,25 +91,56 @@ def test_model_mapping_adapter_names_missing_keys():
 
 def test_estimates_grow_with_the_channels_to_score():
     per_pass, batch = 0.5, 32  # seconds for one forward pass of 32 images: 1/64 s per image
-    assert estimate_seconds(ScoreCAM, 2048, {"max_channels": None}, per_pass, batch) == pytest.approx((2048 + 3) / 64)
+    assert estimate_seconds(ScoreCAM, 2048, {"max_channels": "all"}, per_pass, batch) == pytest.approx((2048 + 3) / 64)
     budget = estimate_seconds(GradPlusPlusScoreCAM, 2048, {"max_channels": 64}, per_pass, batch)
     assert budget == pytest.approx((64 + 3) / 64)
-    assert estimate_seconds(GradCAM, 2048, {}, per_pass, batch) < 0.1
+    assert estimate_seconds(GradPlusPlusScoreCAM, 40, {"max_channels": 64}, per_pass, batch) == pytest.approx(43 / 64)
+    assert estimate_seconds(GradCAM, 2048, {}, per_pass, batch) == pytest.approx(3 / 64)
     assert estimate_seconds(SmoothGradCAMPlusPlus, 2048, {"n_samples": 25}, per_pass, batch) == pytest.approx(75 * 0.5 / 32)
     # the budget is part of the cache key, the batch size is not
-    assert method_tag("Score-CAM", ScoreCAM, {"max_channels": 64, "batch_size": 8}) == "Score-CAM [64 channels]"
-    assert method_tag("Grad-CAM", GradCAM, {}) == "Grad-CAM"
+    assert method_tag("Score-CAM", {"max_channels": 64, "batch_size": 8}) == method_tag("Score-CAM", {"max_channels": 64, "batch_size": 2})
+    assert method_tag("Score-CAM", {"max_channels": 64}) != method_tag("Score-CAM", {"max_channels": "all"})
 
 
-def test_no_budget_leaves_each_method_its_own_default():
-    """The explorer's "0 = default": Score-CAM scores every channel, Grad++ScoreCAM its default 64."""
-    assert "max_channels" not in method_options(GradPlusPlusScoreCAM, None, 32)
-    assert method_options(ScoreCAM, 8, 32) == {"max_channels": 8, "batch_size": 32}
-    assert method_tag("Grad++ScoreCAM", GradPlusPlusScoreCAM, method_options(GradPlusPlusScoreCAM, None, 32)) == (
-        "Grad++ScoreCAM [64 channels]"
-    )
-    assert method_tag("Score-CAM", ScoreCAM, method_options(ScoreCAM, None, 32)) == "Score-CAM [all channels]"
-    assert estimate_seconds(GradPlusPlusScoreCAM, 2048, {}, 0.5, 32) == pytest.approx((64 + 3) / 64)
+def explorer_session(**kwargs) -> Session:
+    spec = LoadedModel(model=small_gap_net(), transform=transforms.ToTensor(), target_layer="block",
+                       categories=tuple(map(str, range(10))), mean=(0.0,) * 3, std=(1.0,) * 3, name="tiny")  # fmt: skip
+    session = Session({"tiny": lambda: spec}, {"grey": lambda: Image.new("RGB", (16, 16), 128)}, **kwargs)
+    session.select_image("grey")
+    session.select_model("tiny")
+    return session
+
+
+def test_no_budget_is_each_methods_default_and_all_is_every_channel():
+    """None ("default" in the box) is not given: Score-CAM every channel, Grad++ScoreCAM 64; "all" is every channel.
+
+    The explorer builds its explainers with the library's factory and keys and shows their effective options.
+    """
+    session = explorer_session()  # max_channels=None
+    assert session.options("Grad++ScoreCAM")["max_channels"] == 64
+    assert session.options("Score-CAM")["max_channels"] == "all"
+    assert session.options("Grad++ScoreCAM") == make_explainer("Grad++ScoreCAM", session.spec.model, "block", batch_size=32).options()
+    default_key = session.key("Grad++ScoreCAM")
+    session.max_channels = 64  # the same explainer as the default: the same cached map
+    assert session.key("Grad++ScoreCAM") == default_key
+    session.max_channels = "all"
+    assert session.options("Grad++ScoreCAM")["max_channels"] == "all" and session.key("Grad++ScoreCAM") != default_key
+    result = session.compute("Grad++ScoreCAM")
+    expected = GradPlusPlusScoreCAM(session.spec.model, "block", max_channels="all")(session.inputs, session.target)[0]
+    torch.testing.assert_close(result.saliency, expected)
+    assert result.options["max_channels"] == "all" and result.channels_total == 16
+    assert result.describe().endswith(f"· {result.channels_scored} of 16 channels scored (budget: all channels)")
+    with pytest.raises(ValueError, match="all"):
+        session.max_channels = 0
+
+
+def test_the_channels_box_reads_default_all_or_a_number():
+    assert parse_budget("default") is None and parse_budget(" ") is None
+    assert parse_budget("All ") == "all" and parse_budget("64") == 64
+    for bad in ("0", "-3", "many", "6.5"):
+        with pytest.raises(GradScoreCAMError, match="default.*Score-CAM all channels, Grad\\+\\+ScoreCAM at most 64 channels"):
+            parse_budget(bad)
+    assert [budget_text(b) for b in (None, "all", 16)] == ["default", "all", "16"]
 
 
 def test_stop_request_ends_a_score_computation_and_restores_the_model(images):
@@ -114,8 +151,10 @@ def test_stop_request_ends_a_score_computation_and_restores_the_model(images):
         calls.append(1)
         return len(calls) > 1
 
+    explainer = make_explainer("Score-CAM", model, "layer", batch_size=2, progress=stop_aware_progress(None, should_stop))
     with pytest.raises(_Stopped):
-        run_method("Score-CAM", ScoreCAM, model, "layer", images, 1, {"batch_size": 2}, should_stop=should_stop)
+        run_method("Score-CAM", explainer, images, 1, should_stop=should_stop)
+    assert len(calls) == 2  # checked before the start, and after the first chunk of 2 masked images
     assert model.training and all(p.requires_grad for p in model.parameters())
 
 

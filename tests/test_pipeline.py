@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -128,6 +129,7 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
 
     for notebook in NOTEBOOKS:
         assert (out / "executed" / notebook.name).exists()
+    check_explorer_notebook(out / "executed" / "90_explorer.ipynb")
     for name, grid in EXPECTED_GRIDS.items():
         png = Image.open(figures / name)
         assert png.text["Description"].startswith(grid), name
@@ -155,3 +157,22 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
     assert set(ablation["method"]) == {"Grad++ScoreCAM", "Grad-CAM++", "Score-CAM"}
     assert ablation["average_drop"].between(0, 100).all() and (ablation["n_images"] == 2).all()
     assert Image.open(figures / "ablation_alexnet_pareto.png").size[0] > 0
+
+
+def check_explorer_notebook(executed: Path) -> None:
+    """Notebook 90 as the smoke pipeline executed it (its only run in the suite): built without waiting for
+    input, labelled as random weights, the three methods shown with their seconds, a picture and the widget."""
+    notebook = nbformat.read(executed, as_version=4)
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
+    text = "".join(output.get("text", "") + str(output.get("data", {}).get("text/markdown", "")) for output in outputs)
+    assert "random weights — pipeline check only" in text
+    lines = text.splitlines()
+    for method in ("Grad-CAM", "Grad-CAM++"):
+        assert any(re.fullmatch(rf"  {re.escape(method)} +\d+\.\d\d s", line) for line in lines), method
+    # what ran, or would run when estimated too slow for this machine: the smoke profile's 16 channels, not "all"
+    ours = r"  Grad\+\+ScoreCAM +\d+\.\d\d s · (\d+) of \d+ channels scored \(budget: at most 16 channels\)"
+    waits = r"message: Grad\+\+ScoreCAM would take about \d+ s here: 16 of \d+ channels to score \(budget: at most 16 channels\).*"
+    ran = any((match := re.fullmatch(ours, line)) and int(match.group(1)) <= 16 for line in lines)
+    assert ran or any(re.fullmatch(waits, line) for line in lines), text
+    assert any("image/png" in output.get("data", {}) for output in outputs)
+    assert any("application/vnd.jupyter.widget-view+json" in output.get("data", {}) for output in outputs)

@@ -19,7 +19,8 @@ V = TypeVar("V")
 
 @dataclass(frozen=True)
 class ResultKey:
-    """What a map depends on. ``method`` includes the method's options (e.g. ``"Score-CAM [64 channels]"``)."""
+    """What a map depends on. ``method`` is the method's name with its effective options, such as its channel
+    budget (:func:`~.compute.method_tag`), so a new budget is a new key and a default given or not is one key."""
 
     model: str
     layer: str

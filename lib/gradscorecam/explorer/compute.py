@@ -8,21 +8,22 @@ score-based methods, the channel weights for the gradient methods).
 
 from __future__ import annotations
 
-import inspect
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ..errors import InputImageError
-from ..explainers import CAM, BaseCAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, SmoothGradCAMPlusPlus
+from ..errors import GradScoreCAMError, InputImageError
+from ..explainers import METHODS, CAM, BaseCAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, SmoothGradCAMPlusPlus
 from ..explainers.postprocess import minmax_normalize, upsample
 from ..explainers.score_based import ScoreBasedCAM
+from ..explainers.scoring import ALL_CHANNELS, Budget
 from ..torchutils import model_state_guard, synchronize
 from .sources import ModelLike
 
@@ -100,58 +101,69 @@ def find_classes(categories: Sequence[str], query: str, limit: int = 20) -> list
 
 
 # --------------------------------------------------------------------------------------- methods and their cost
-def is_score_based(method: type[BaseCAM]) -> bool:
+def is_score_based(method: type[BaseCAM] | BaseCAM) -> bool:
     """Whether the method scores one masked input per channel (its cost grows with the channel count)."""
-    return issubclass(method, ScoreBasedCAM)
+    return issubclass(method if isinstance(method, type) else type(method), ScoreBasedCAM)
 
 
-def method_options(
-    method: type[BaseCAM], max_channels: int | None, batch_size: int, extra: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """Constructor options for ``method``: the channel budget and batch size go to the score-based methods only.
+#: Effective options that change how fast a map is made, not the map: left out of the cache key.
+_SPEED_ONLY = frozenset({"batch_size"})
 
-    ``max_channels=None`` leaves each method its own default (every channel for Score-CAM, 64 for
-    Grad++ScoreCAM); an int caps both.
+
+def method_tag(name: str, options: Mapping[str, Any]) -> str:
+    """The method part of a cache key: its name and the effective options that change the map.
+
+    ``options`` are the explainer's own :meth:`~gradscorecam.explainers.BaseCAM.options` (defaults included),
+    so a new channel budget is a new key, and "not given" and the default it stands for are the same key.
     """
-    options: dict[str, Any] = {}
-    if is_score_based(method):
-        options.update(batch_size=batch_size)
-        if max_channels is not None:
-            options.update(max_channels=max_channels)
-    elif issubclass(method, SmoothGradCAMPlusPlus):
-        options.update(batch_size=batch_size)
-    options.update(extra or {})
-    return options
+    shown = {key: value for key, value in options.items() if key not in _SPEED_ONLY}
+    return f"{name} {json.dumps(shown, sort_keys=True, default=str)}"
 
 
-def method_tag(name: str, method: type[BaseCAM], options: Mapping[str, Any]) -> str:
-    """The method part of a cache key: its name and, for score-based methods, the channel budget.
+def channel_budget(options: Mapping[str, Any]) -> Budget | None:
+    """The channel budget in a score-based method's effective options (``"all"`` or an int), else None."""
+    return options.get("max_channels")
 
-    Options that change the map must change the key; the batch size does not change the map.
+
+def describe_budget(budget: Budget) -> str:
+    """The budget as the explorer shows it: ``"all channels"`` or ``"at most 64 channels"``."""
+    return "all channels" if budget == ALL_CHANNELS else f"at most {budget} channels"
+
+
+#: What the explorer's "channels scored" box shows for None (not given: each method's own default).
+DEFAULT_BUDGET_TEXT = "default"
+
+
+def budget_text(budget: Budget | None) -> str:
+    """The text of the "channels scored" box for a budget: ``"default"``, ``"all"`` or the number."""
+    return DEFAULT_BUDGET_TEXT if budget is None else str(budget)
+
+
+def parse_budget(text: str) -> Budget | None:
+    """The budget typed in the "channels scored" box: ``"default"`` (or nothing) is None, each method's own
+    default (Score-CAM every channel, Grad++ScoreCAM 64); ``"all"`` every channel; a number at most that many.
+
+    Raises :class:`~gradscorecam.errors.GradScoreCAMError` for anything else (0 included), naming the choices.
     """
-    if not is_score_based(method):
-        return name
-    budget = channel_budget(method, options)
-    return f"{name} [{'all' if budget in (None, 'all') else budget} channels]"
+    value = str(text).strip().lower()
+    if value in ("", DEFAULT_BUDGET_TEXT):
+        return None
+    if value == ALL_CHANNELS:
+        return ALL_CHANNELS
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    defaults = ", ".join(
+        f"{name} {describe_budget(cls.default_max_channels)}" for name, cls in METHODS.items() if is_score_based(cls)
+    )
+    raise GradScoreCAMError(
+        f"channels scored: {text!r} is not a budget; type a number of at least 1, \"all\" (every channel), or "
+        f"\"default\" (each method's own: {defaults})."
+    )
 
 
-def channel_budget(method: type[BaseCAM], options: Mapping[str, Any]) -> int | None:
-    """The ``max_channels`` a score-based method will use: the option if given, else the class default."""
-    return option_value(method, options, "max_channels")
-
-
-def option_value(method: type[BaseCAM], options: Mapping[str, Any], name: str) -> Any:
-    """The value ``method`` will use for its argument ``name``: the option if given, else the class default
-    (None when it has no such argument)."""
-    if name in options:
-        return options[name]
-    parameter = inspect.signature(method.__init__).parameters.get(name)
-    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
-
-
-def channels_to_score(channels: int, max_channels: int | str | None) -> int:
+def channels_to_score(channels: int, budget: Budget) -> int:
     """How many masked passes a score-based method makes at a layer with ``channels`` channels (an upper bound)."""
-    return channels if max_channels in (None, "all") else min(channels, max_channels)
+    return channels if budget == ALL_CHANNELS else min(channels, int(budget))
 
 
 def time_forward(model: nn.Module, images: Tensor, batch_size: int) -> float:
@@ -170,20 +182,23 @@ def time_forward(model: nn.Module, images: Tensor, batch_size: int) -> float:
 
 
 def estimate_seconds(
-    method: type[BaseCAM], channels: int, options: Mapping[str, Any], seconds_per_pass: float, batch_size: int
+    method: type[BaseCAM] | BaseCAM, channels: int, options: Mapping[str, Any], seconds_per_pass: float, batch_size: int
 ) -> float:
     """Rough seconds a method will take: the masked passes of the score-based methods dominate.
 
+    ``options`` are the explainer's effective options (:meth:`~gradscorecam.explainers.BaseCAM.options`).
     ``seconds_per_pass`` is :func:`time_forward` at ``batch_size``, so one image costs
-    ``seconds_per_pass / batch_size``. Score-based: one masked image per channel to score, plus the clean
-    forward and backward pass (about 3 images' worth). SmoothGrad-CAM++: a forward and backward pass per noisy
-    copy. Others: one forward and backward pass.
+    ``seconds_per_pass / batch_size``. Score-based: one masked image per channel to score
+    (:func:`channels_to_score` of ``max_channels``), plus the clean forward and backward pass (about 3 images'
+    worth). SmoothGrad-CAM++: a forward and backward pass per noisy copy (``n_samples``). Others: one forward
+    and backward pass.
     """
     per_image = seconds_per_pass / batch_size
-    if is_score_based(method):
-        return (channels_to_score(channels, channel_budget(method, options)) + 3) * per_image
-    if issubclass(method, SmoothGradCAMPlusPlus):
-        return 3 * per_image * int(option_value(method, options, "n_samples"))
+    cls = method if isinstance(method, type) else type(method)
+    if is_score_based(cls):
+        return (channels_to_score(channels, options["max_channels"]) + 3) * per_image
+    if issubclass(cls, SmoothGradCAMPlusPlus):
+        return 3 * per_image * int(options["n_samples"])
     return 3 * per_image
 
 
@@ -226,6 +241,7 @@ class MethodResult:
         seconds: wall-clock seconds of the explainer call.
         channels_scored: masked passes made (score-based methods), else None.
         channels_total: channels of the target layer.
+        options: the explainer's effective options, defaults included (what ran; e.g. ``max_channels``).
     """
 
     method: str
@@ -235,33 +251,37 @@ class MethodResult:
     channels_scored: int | None
     channels_total: int
     teaching: TeachingView | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """What ran, in a line: the seconds, and for a score-based method the channels scored and the budget,
+        e.g. ``"1.23 s · 62 of 1280 channels scored (budget: at most 64 channels)"``."""
+        text = f"{self.seconds:.2f} s"
+        if self.channels_scored is not None:
+            text += f" · {self.channels_scored} of {self.channels_total} channels scored"
+            if (budget := channel_budget(self.options)) is not None:
+                text += f" (budget: {describe_budget(budget)})"
+        return text
 
 
 def run_method(
     name: str,
-    method: type[BaseCAM],
-    model: nn.Module,
-    layer: str,
+    explainer: BaseCAM,
     images: Tensor,
     target: int,
-    options: Mapping[str, Any],
     *,
-    progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     teaching_channels: int = 6,
 ) -> MethodResult:
-    """Explain class ``target`` of the first image with ``method`` at ``layer`` and time it.
+    """Explain class ``target`` of the first image with ``explainer`` and time it.
 
-    Score-based methods report ``(done, total)`` masked passes to ``progress`` after each chunk; there
-    ``should_stop()`` is checked and a stop raises :class:`_Stopped`. A stop or a KeyboardInterrupt
-    propagates: the caller decides what to say, and nothing half-done is returned.
+    ``explainer`` comes from the library's factory (:func:`~gradscorecam.explainers.make_explainer`); for a
+    score-based method its ``progress`` should be :func:`stop_aware_progress`, so that a stop requested during
+    the masked passes ends it. A stop (:class:`_Stopped`) or a KeyboardInterrupt propagates: the caller decides
+    what to say, and nothing half-done is returned.
     """
     if should_stop is not None and should_stop():
         raise _Stopped
-    kwargs = dict(options)
-    if is_score_based(method):
-        kwargs["progress"] = _progress_with_stop(progress, should_stop)
-    explainer = method(model, layer, **kwargs)
     image = images[:1]
     synchronize(image.device)
     start = time.perf_counter()
@@ -278,10 +298,14 @@ def run_method(
         channels_scored=int(scored[0].sum()) if scored is not None else None,
         channels_total=int(explanation.activations.shape[1]),
         teaching=teaching_view(explainer, explanation, tuple(image.shape[-2:]), teaching_channels),
+        options=explainer.options(),
     )
 
 
-def _progress_with_stop(progress: ProgressCallback | None, should_stop: Callable[[], bool] | None) -> ProgressCallback:
+def stop_aware_progress(progress: ProgressCallback | None, should_stop: Callable[[], bool] | None) -> ProgressCallback:
+    """A score-based method's ``progress``: reports ``(done, total)`` to ``progress``, then raises
+    :class:`_Stopped` if ``should_stop()`` says so (checked after each chunk of masked images)."""
+
     def report(done: int, total: int) -> None:
         if progress is not None:
             progress(done, total)

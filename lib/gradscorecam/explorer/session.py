@@ -10,14 +10,16 @@ that cannot be read or a layer without a 4-D output raises and leaves the previo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..errors import ClassIndexError, GradScoreCAMError, TargetLayerError
-from ..explainers import METHODS, BaseCAM, feature_layers
+from ..explainers import METHODS, BaseCAM, feature_layers, make_explainer
+from ..explainers.layers import LayerSpec
+from ..explainers.scoring import Budget, check_budget
 from .cache import LRUCache, ResultKey
 from .compute import (
     MethodResult,
@@ -25,17 +27,39 @@ from .compute import (
     class_probabilities,
     estimate_seconds,
     is_score_based,
-    method_options,
     method_tag,
     prepare_image,
     run_method,
+    stop_aware_progress,
     time_forward,
 )
 from .sources import ImageEntry, ImageFactory, ModelFactory, ModelLike, as_image_entry, as_model_like
 
+class ExplainerFactory(Protocol):
+    """The signature of :func:`gradscorecam.explainers.make_explainer`, the library's one factory."""
+
+    def __call__(
+        self,
+        method: str,
+        model: nn.Module,
+        target_layer: LayerSpec,
+        *,
+        batch_size: int | None = ...,
+        max_channels: Budget | None = ...,
+        progress: Any = ...,
+        overrides: Mapping[str, Mapping[str, Any]] | None = ...,
+    ) -> BaseCAM: ...
+
+
 DEFAULT_INPUT_SIZE = (224, 224)
 #: Images per forward pass when measuring a model's speed for an estimate.
 TIMING_BATCH = 8
+
+
+def default_layer(spec: ModelLike, layers: Mapping[str, tuple[int, int, int]]) -> str:
+    """The layer shown when none is chosen: the model's own target layer, or, when that one has no 4-D output
+    at this input size, the last layer that has one (``layers`` lists those, in the model's order)."""
+    return spec.target_layer if spec.target_layer in layers else list(layers)[-1]
 
 
 class Session:
@@ -45,11 +69,14 @@ class Session:
         models: display name -> factory returning a :class:`~.sources.ModelLike` (or a ``build_model()``
             mapping). Each model is loaded once, when first selected.
         images: display name -> :class:`~.sources.ImageEntry`, a function returning a PIL image, or an image.
-        methods: display name -> explainer class (default: the six of :data:`gradscorecam.METHODS`).
+        methods: the methods offered, by name (default: the six of :data:`gradscorecam.METHODS`).
         options: per-method extra constructor options, e.g. ``{"SmoothGrad-CAM++": {"n_samples": 8}}``.
-        max_channels: channel budget of the score-based methods (None: each method's default, every channel
-            for Score-CAM and 64 for Grad++ScoreCAM).
-        batch_size: masked inputs per forward pass of the score-based methods.
+        max_channels: channel budget of the score-based methods: an int, ``"all"`` (every channel), or None
+            (not given: each method's default, every channel for Score-CAM and 64 for Grad++ScoreCAM).
+        batch_size: masked inputs per forward pass of the score-based methods (and of SmoothGrad-CAM++'s copies).
+        factory: builds each explainer from its name and these common options: the library's
+            :func:`~gradscorecam.explainers.make_explainer`, the same factory as the notebooks and the runner
+            (tests wrap it to slow a method down or make it fail).
         cache_size: how many finished maps are kept.
         teaching_channels: how many channels the teaching view shows per method.
     """
@@ -59,21 +86,28 @@ class Session:
         models: Mapping[str, ModelFactory],
         images: Mapping[str, ImageEntry | ImageFactory | Image.Image] | None = None,
         *,
-        methods: Mapping[str, type[BaseCAM]] = METHODS,
+        methods: Sequence[str] = tuple(METHODS),
         options: Mapping[str, Mapping[str, Any]] | None = None,
-        max_channels: int | None = None,
+        max_channels: Budget | None = None,
         batch_size: int = 32,
         cache_size: int = 64,
         teaching_channels: int = 6,
+        factory: ExplainerFactory = make_explainer,
     ) -> None:
         if not models:
             raise ValueError("the explorer needs at least one model factory")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if isinstance(methods, (str, Mapping)):
+            raise TypeError(f"methods must be a sequence of method names, e.g. {list(METHODS)[:2]}, got {methods!r}")
+        unknown = [name for name in methods if name not in METHODS]
+        if unknown and factory is make_explainer:
+            raise ValueError(f"unknown methods {unknown}; the library's methods are {', '.join(METHODS)}")
         self.model_factories: dict[str, ModelFactory] = dict(models)
         self.images: dict[str, ImageEntry] = {key: as_image_entry(value) for key, value in (images or {}).items()}
-        self.methods: dict[str, type[BaseCAM]] = dict(methods)
+        self.methods: tuple[str, ...] = tuple(methods)
         self.extra_options = {name: dict(opts) for name, opts in (options or {}).items()}
+        self.factory = factory
         self.max_channels = max_channels
         self.batch_size = batch_size
         self.teaching_channels = teaching_channels
@@ -138,11 +172,9 @@ class Session:
             inputs, probabilities = self._inputs_for(key, spec, self.image_key or "", self.picture)
         size = tuple(inputs.shape[-2:]) if inputs is not None else DEFAULT_INPUT_SIZE
         layers = self._layers_for(key, spec, size)  # type: ignore[arg-type]
+        layer = default_layer(spec, layers)
         notes: list[str] = []
-        if spec.target_layer in layers:
-            layer = spec.target_layer
-        else:
-            layer = list(layers)[-1]
+        if layer != spec.target_layer:
             notes.append(
                 f"{spec.name}: the default target layer {spec.target_layer!r} has no 4-D (B, C, h, w) output; "
                 f"showing {layer!r}, the last layer that has one."
@@ -181,7 +213,7 @@ class Session:
         if layers is not self.layers:
             self.layers = layers
             if self.layer not in layers and self.spec is not None:
-                self.layer = self.spec.target_layer if self.spec.target_layer in layers else list(layers)[-1]
+                self.layer = default_layer(self.spec, layers)
 
     def select_target(self, index: int) -> None:
         """Select the class to explain (an index into the model's outputs)."""
@@ -211,16 +243,50 @@ class Session:
             self._layers[(key, size)] = layers
         return self._layers[(key, size)]
 
+    @property
+    def max_channels(self) -> Budget | None:
+        """The channel budget given to the score-based methods: an int, ``"all"``, or None (each one's default)."""
+        return self._max_channels
+
+    @max_channels.setter
+    def max_channels(self, value: Budget | None) -> None:
+        check_budget(value)
+        self._max_channels = value
+
     # ------------------------------------------------------------------------------------------ results
+    def explainer(self, name: str, progress: ProgressCallback | None = None) -> BaseCAM:
+        """Method ``name`` at the selected layer, built by :attr:`factory` with the current settings."""
+        if self.spec is None or self.layer is None:
+            raise GradScoreCAMError("choose a model and a layer first.")
+        extra = self.extra_options.get(name)
+        return self.factory(
+            name, self.spec.model, self.layer, batch_size=self.batch_size, max_channels=self.max_channels,
+            progress=progress, overrides={name: extra} if extra else None,
+        )  # fmt: skip
+
     def options(self, name: str) -> dict[str, Any]:
-        """Constructor options of method ``name`` under the current settings."""
-        return method_options(self.methods[name], self.max_channels, self.batch_size, self.extra_options.get(name))
+        """The effective options method ``name`` runs with under the current settings, defaults included
+        (the explainer's own ``options()``: e.g. ``max_channels`` 64 for Grad++ScoreCAM when none is given)."""
+        return self.explainer(name).options()
+
+    def is_score_based(self, name: str) -> bool:
+        """Whether method ``name`` scores masked inputs (its time grows with the channels it scores); False for
+        a method that cannot be built for this model (its computation fails at once, with the reason)."""
+        try:
+            return is_score_based(self.explainer(name))
+        except GradScoreCAMError:
+            return False
 
     def key(self, name: str) -> ResultKey:
         """The cache key of method ``name`` for the current selection."""
         if not self.ready:
             raise GradScoreCAMError("choose a model, a layer, an image and a class first.")
-        tag = method_tag(name, self.methods[name], self.options(name))
+        try:
+            tag = method_tag(name, self.options(name))
+        except GradScoreCAMError as error:
+            # Not buildable here (CAM on a network without a linear layer): computing it raises the same error,
+            # which is then remembered under this key and shown in the method's panel.
+            tag = f"{name} (cannot be built: {error})"
         return ResultKey(self.model_key, self.layer, self.image_key or "", int(self.target), tag)  # type: ignore[arg-type]
 
     def cached(self, name: str) -> MethodResult | None:
@@ -230,15 +296,15 @@ class Session:
     def estimate(self, name: str) -> float:
         """Estimated seconds for method ``name``; measures one forward pass per model and input size once."""
         assert self.spec is not None and self.inputs is not None and self.layer is not None
-        method = self.methods[name]
+        explainer = self.explainer(name)
         channels = self.layers[self.layer][0]
         # Timing a full batch costs as much as scoring that many channels (13 s for ResNet50 at 32 on a busy
         # 2-core CPU); up to 8 images give the per-image cost well enough on a CPU, and on a GPU the estimate errs long.
-        batch = min(self.batch_size, TIMING_BATCH) if is_score_based(method) else 1
+        batch = min(self.batch_size, TIMING_BATCH) if is_score_based(explainer) else 1
         timing_key = (self.model_key or "", tuple(self.inputs.shape), batch)
         if timing_key not in self._pass_seconds:
             self._pass_seconds[timing_key] = time_forward(self.spec.model, self.inputs, batch)
-        return estimate_seconds(method, channels, self.options(name), self._pass_seconds[timing_key], batch)
+        return estimate_seconds(explainer, channels, explainer.options(), self._pass_seconds[timing_key], batch)
 
     def compute(
         self,
@@ -246,13 +312,17 @@ class Session:
         progress: ProgressCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> MethodResult:
-        """Run method ``name`` for the current selection and cache the result (only if it finishes)."""
+        """Run method ``name`` for the current selection and cache the result (only if it finishes).
+
+        A score-based method reports its masked passes to ``progress`` and stops when ``should_stop()`` turns
+        true (see :func:`~.compute.stop_aware_progress`).
+        """
         key = self.key(name)
-        assert self.spec is not None and self.inputs is not None and self.layer is not None
+        assert self.inputs is not None
+        explainer = self.explainer(name, progress=stop_aware_progress(progress, should_stop))
         self.explainer_calls += 1
         result = run_method(
-            name, self.methods[name], self.spec.model, self.layer, self.inputs, key.target, self.options(name),
-            progress=progress, should_stop=should_stop, teaching_channels=self.teaching_channels,
-        )  # fmt: skip
+            name, explainer, self.inputs, key.target, should_stop=should_stop, teaching_channels=self.teaching_channels
+        )
         self.results.put(key, result)
         return result

@@ -1,8 +1,9 @@
 """The explorer's user interface: ipywidgets controls around a :class:`~.session.Session`.
 
-Every control change goes through one guarded handler: errors the library diagnoses (an unreadable
-image, a layer without a 4-D output, CAM on VGG16 ...) become a message in the widget and the explorer
-stays usable; a kernel interrupt or the Stop button during a computation says "interrupted" and caches
+The view only: the computations (the background thread, stopping, collecting results and errors) are a
+:class:`~.controller.ComputeController`, which calls back here to draw. Every control change goes through
+one guarded handler: errors the library diagnoses (an unreadable image, a layer without a 4-D output, CAM on
+VGG16 ...) become a message in the widget and the explorer stays usable; a kernel interrupt or the Stop button during a computation says "interrupted" and caches
 nothing. The opacity slider only redraws from the cached maps.
 
 What is on screen is also kept in :attr:`Explorer.displayed` (:class:`Displayed`), the maps as the
@@ -25,22 +26,26 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import GradScoreCAMError
-from ..explainers import METHODS, BaseCAM
+from ..explainers import METHODS
+from ..explainers.scoring import Budget
 from ..plotting import RANDOM_WEIGHTS_MARK, to_display_image
-from .cache import LRUCache, ResultKey
+from .cache import ResultKey
+from .controller import ComputeController, RunReport
 from .compute import (
+    MethodResult,
     TeachingView,
-    _Stopped,
+    budget_text,
     channel_budget,
     channels_to_score,
+    describe_budget,
     class_name,
     find_classes,
-    is_score_based,
     model_device,
+    parse_budget,
     top_classes,
 )
 from .render import Cell, maps_figure, png_bytes, teaching_figure
-from .session import Session
+from .session import ExplainerFactory, Session
 from .sources import (
     DEFAULT_MODEL_NAMES,
     ImageEntry,
@@ -64,10 +69,14 @@ class Displayed:
     """What the explorer shows right now: the state its pictures are drawn from.
 
     Attributes:
+        results: method -> its finished :class:`~.compute.MethodResult` (map, seconds, channels scored).
         maps: method -> (H, W) map in [0, 1] on the CPU, exactly as the explainer returned it.
         seconds: method -> seconds the explainer call took (when it was computed, also if now cached).
         errors: method -> why it has no map (e.g. CAM is not defined for this model).
         pending: method -> why it was not computed yet (estimated too long: "Compute anyway").
+        deferred: the pending methods that wait for "Compute anyway" (estimated too long, or stopped).
+        budgets: score-based method -> the channel budget it runs with under the current settings (its effective
+            ``max_channels``: ``"all"`` or an int; "default" resolved to the method's own).
         teaching: method -> how its map was built (:class:`~.compute.TeachingView`).
         prediction: the top-5 ``(class index, name, probability)``.
         messages: the current messages (errors, warnings, "interrupted"), most recent last.
@@ -82,10 +91,13 @@ class Displayed:
     target_name: str = ""
     prediction: list[tuple[int, str, float]] = field(default_factory=list)
     methods: tuple[str, ...] = ()
+    results: dict[str, MethodResult] = field(default_factory=dict)
     maps: dict[str, Tensor] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     pending: dict[str, str] = field(default_factory=dict)
+    deferred: list[str] = field(default_factory=list)
+    budgets: dict[str, Budget] = field(default_factory=dict)
     teaching: dict[str, TeachingView] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     level: Level = "info"
@@ -104,10 +116,11 @@ class Explorer:
             (:class:`~.sources.ModelLike`, e.g. ``gradscorecam.models.ModelSpec``, or a ``build_model()``
             mapping). Nothing is loaded until a model is selected; the first is selected at start.
         images: display name -> :class:`~.sources.ImageEntry`, function returning a PIL image, or PIL image.
-        methods: display name -> explainer class; default the six methods of the paper.
+        methods: the methods offered, by name; default the six methods of the paper (:data:`gradscorecam.METHODS`).
         initial_methods: the methods ticked at start.
         options: extra constructor options per method, e.g. ``{"SmoothGrad-CAM++": {"n_samples": 8}}``.
-        max_channels: channel budget of the score-based methods at start (None: each method's default).
+        max_channels: channel budget of the score-based methods at start: an int, ``"all"`` (every channel) or
+            None (not given: each method's default, Score-CAM every channel, Grad++ScoreCAM 64).
         batch_size: masked inputs per forward pass of the score-based methods.
         warn_seconds: score-based computations estimated longer than this wait for "Compute anyway".
         background: compute in a background thread, so the widgets stay responsive and the Stop button works.
@@ -117,6 +130,7 @@ class Explorer:
         opacity: initial opacity of the maps.
         teaching_channels: channels shown per method in the teaching view.
         autostart: select the first model and image and compute at once.
+        factory: builds the explainers; the library's :func:`~gradscorecam.explainers.make_explainer`.
 
     Display it by leaving it as the last expression of a cell (or ``display(explorer)``).
     """
@@ -126,10 +140,10 @@ class Explorer:
         models: Mapping[str, ModelFactory],
         images: Mapping[str, ImageEntry | ImageFactory | Image.Image] | None = None,
         *,
-        methods: Mapping[str, type[BaseCAM]] = METHODS,
+        methods: Sequence[str] = tuple(METHODS),
         initial_methods: Sequence[str] = ("Grad-CAM",),
         options: Mapping[str, Mapping[str, Any]] | None = None,
-        max_channels: int | None = None,
+        max_channels: Budget | None = None,
         batch_size: int = 32,
         warn_seconds: float = DEFAULT_WARN_SECONDS,
         background: bool = False,
@@ -139,31 +153,30 @@ class Explorer:
         teaching_channels: int = 6,
         cache_size: int = 64,
         autostart: bool = True,
+        factory: ExplainerFactory | None = None,
     ) -> None:
         unknown = [m for m in initial_methods if m not in methods]
         if unknown:
             raise ValueError(f"initial_methods {unknown} are not among the methods {list(methods)}")
         self.session = Session(
             models, images, methods=methods, options=options, max_channels=max_channels, batch_size=batch_size,
-            cache_size=cache_size, teaching_channels=teaching_channels,
+            cache_size=cache_size, teaching_channels=teaching_channels, **({"factory": factory} if factory else {}),
         )  # fmt: skip
         self.warn_seconds = warn_seconds
-        self.background = background
         self.model_loader = model_loader
         self.image_source_loader = image_source_loader
         self.displayed = Displayed(opacity=opacity)
-        self._errors: LRUCache[str] = LRUCache(cache_size)  # diagnosed, deterministic failures per result key
+        self.controller = ComputeController(
+            self.session, background=background, on_start=self._on_run_start, on_progress=self._on_progress,
+            on_done=self._on_run_done, cache_size=cache_size,
+        )  # fmt: skip
         self._deferred: dict[ResultKey, str] = {}  # not started (too slow) or stopped: why, until "Compute anyway"
-        self._superseded = False  # a stop because the selection changed: drop the work silently
-        self._running: tuple[str, ...] = ()
         self._quiet = 0
         self._search_model: str | None = None
         self._searched: list[int] = []  # classes chosen by search: kept in the class list for the next images
         self._teaching_drawn: tuple[object, ...] | None = None
         self._teaching_views: tuple[object, ...] = ()
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._lock = threading.RLock()  # drawing: the worker thread and the widget callbacks both draw
         self._build_widgets(initial_methods, opacity)
         if autostart:
             self._guarded(self._start, clear=False)
@@ -223,10 +236,14 @@ class Explorer:
             for name in s.methods
         }
         self.opacity_slider = widgets.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="opacity", style=style, layout=wide)
-        self.channels_input = widgets.BoundedIntText(
-            value=s.max_channels or 0, min=0, max=100_000, description="channels scored (0 = default)",
-            style={"description_width": "200px"}, layout=widgets.Layout(width="290px"),
+        # The budget of Score-CAM and Grad++ScoreCAM: "default" (each its own: every channel, 64), "all", or a number.
+        self.channels_input = widgets.Combobox(
+            value=budget_text(s.max_channels), options=["default", "all", "16", "32", "64", "128", "256", "512"],
+            ensure_option=False, continuous_update=False, description="channels scored",
+            placeholder="default, all, or a number", style={"description_width": "110px"},
+            layout=widgets.Layout(width="230px"),
         )  # fmt: skip
+        self.budget_note = widgets.HTML("")
         self.message = widgets.HTML("")
         self.compute_button = widgets.Button(description="Compute anyway", button_style="warning", layout=widgets.Layout(display="none"))
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="", layout=widgets.Layout(display="none", width="420px"))
@@ -255,7 +272,7 @@ class Explorer:
                 widgets.HBox(image_row),
                 widgets.HBox([self.class_dropdown, self.class_search]),
                 widgets.HBox(list(self.method_checkboxes.values()), layout=widgets.Layout(flex_flow="row wrap")),
-                widgets.HBox([self.opacity_slider, self.channels_input]),
+                widgets.HBox([self.opacity_slider, self.channels_input, self.budget_note]),
                 widgets.HBox([self.message, self.compute_button]),
                 widgets.HBox([self.progress, self.stop_button, self.progress_note]),
                 self.status,
@@ -283,6 +300,11 @@ class Explorer:
         return self.widget._repr_mimebundle_(**kwargs)
 
     @property
+    def background(self) -> bool:
+        """Whether computations run in a background thread (the Stop button) or in the widget callback."""
+        return self.controller.background
+
+    @property
     def explainer_calls(self) -> int:
         """How many times an explainer ran (cache hits and redraws do not count)."""
         return self.session.explainer_calls
@@ -301,17 +323,19 @@ class Explorer:
         target: int | None = None,
         methods: Sequence[str] | None = None,
         opacity: float | None = None,
-        max_channels: int | None = None,
+        max_channels: Budget | Literal["default"] | None = None,
     ) -> Explorer:
         """Set controls from code, in dependency order (model, layer, image, class, methods, opacity).
 
         Exactly what a click would do, so notebooks can show a chosen view and tests can drive the UI.
         A value the controls cannot show (a layer without a 4-D output, an unknown class) becomes a message.
+        ``None`` leaves a control as it is; ``max_channels="default"`` gives each score-based method its own
+        default budget, ``"all"`` every channel.
         """
         if model is not None:
             self.model_dropdown.value = model
         if max_channels is not None:
-            self.channels_input.value = max_channels
+            self.channels_input.value = budget_text(None if max_channels == "default" else max_channels)
         if image is not None:
             self.image_dropdown.value = image
         if layer is not None:
@@ -345,15 +369,11 @@ class Explorer:
 
     def stop(self) -> None:
         """Ask the running computation to stop at its next progress report (the Stop button)."""
-        self._stop.set()
+        self.controller.stop()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a background computation to finish; True when none is running any more."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
+        return self.controller.wait(timeout)
 
     # ----------------------------------------------------------------------------------- the handlers
     def _guarded(self, action: Callable[[], None], clear: bool = True) -> None:
@@ -413,7 +433,7 @@ class Explorer:
     def _select_model(self, key: str | None) -> None:
         if key is None:
             return
-        self._cancel()
+        self.controller.cancel()
         with self._reverting(self.model_dropdown, self.session.model_key):
             notes = self.session.select_model(key)
         for note in notes:
@@ -425,7 +445,7 @@ class Explorer:
     def _select_layer(self, name: str | None) -> None:
         if name is None or name == self.session.layer:
             return
-        self._cancel()
+        self.controller.cancel()
         with self._reverting(self.layer_dropdown, self.session.layer):
             self.session.select_layer(name)
         self._update()
@@ -433,7 +453,7 @@ class Explorer:
     def _select_image(self, key: str | None) -> None:
         if key is None or key == self.session.image_key:
             return
-        self._cancel()
+        self.controller.cancel()
         with self._reverting(self.image_dropdown, self.session.image_key):
             self.session.select_image(key)
         self._refill_layers()
@@ -443,13 +463,13 @@ class Explorer:
     def _select_target(self, index: int | None) -> None:
         if index is None or index == self.session.target:
             return
-        self._cancel()
+        self.controller.cancel()
         self.session.select_target(index)
         self._update()
 
     def _select_class(self, index: int) -> None:
         """Select a class by index, adding it to the class list when it is not among the top 5."""
-        self._cancel()
+        self.controller.cancel()
         self.session.select_target(index)
         self._refill_classes(extra=index)
         self._update()
@@ -466,9 +486,13 @@ class Explorer:
         if len(found) == 1:
             self._select_class(found[0])
 
-    def _set_channels(self, value: int) -> None:
-        self._cancel()
-        self.session.max_channels = int(value) if value else None
+    def _set_channels(self, text: str) -> None:
+        with self._reverting(self.channels_input, budget_text(self.session.max_channels)):
+            budget = parse_budget(text)
+        self.controller.cancel()
+        self.session.max_channels = budget
+        with self._quietly():  # the canonical spelling ("ALL " -> "all")
+            self.channels_input.value = budget_text(budget)
         self._update()
 
     def _set_opacity(self, value: float) -> None:
@@ -562,86 +586,64 @@ class Explorer:
     def _update(self, force: bool = False) -> None:
         """Show the ticked methods for the current selection: cached maps at once, the rest computed."""
         s = self.session
-        self._cancel()
+        self.controller.cancel()
         if not s.ready:
             self._render_all()
             return
-        missing = [name for name in self.selected_methods if s.cached(name) is None and self._errors.get(s.key(name)) is None]
+        keys = {name: s.key(name) for name in self.selected_methods}
+        missing = [name for name, key in keys.items() if s.results.get(key) is None and self.controller.error_for(key) is None]
         if force:
             for name in missing:
-                self._deferred.pop(s.key(name), None)
+                self._deferred.pop(keys[name], None)
         else:
             for name in missing:
-                if is_score_based(s.methods[name]) and s.key(name) not in self._deferred:
+                if s.is_score_based(name) and keys[name] not in self._deferred:
                     seconds = s.estimate(name)
                     if seconds > self.warn_seconds:
-                        self._deferred[s.key(name)] = f"not computed: estimated {seconds:.0f} s. Press “Compute anyway”."
+                        self._deferred[keys[name]] = f"not computed: estimated {seconds:.0f} s. Press “Compute anyway”."
                         total = s.layers[s.layer][0]  # type: ignore[index]
-                        n = channels_to_score(total, channel_budget(s.methods[name], s.options(name)))
+                        budget = channel_budget(s.options(name))
+                        n = channels_to_score(total, budget)
                         self._say(
-                            f"{name} would take about {seconds:.0f} s here: {n} of {total} channels to score, one "
+                            f"{name} would take about {seconds:.0f} s here: {n} of {total} channels to score "
+                            f"(budget: {describe_budget(budget)}), one "
                             f"forward pass each, on {model_device(s.spec.model)}. Press “Compute anyway”, or set fewer channels to score.",
                             "warning",
                         )
-        to_compute = [name for name in missing if s.key(name) not in self._deferred]
+        to_compute = [name for name in missing if keys[name] not in self._deferred]
         if not to_compute:
             self._render_all()
             return
-        self._running = tuple(to_compute)
-        if self.background or any(is_score_based(s.methods[name]) for name in to_compute):
+        self.controller.start(to_compute)
+
+    # The controller's callbacks (in the worker thread when computing in the background).
+    def _on_run_start(self, report: RunReport) -> None:
+        s = self.session
+        if self.background or any(s.is_score_based(name) for name in report.names):
             # a picture with "computing …" panels while the user waits (not worth drawing for a fast method)
             self._render_all(teaching=False)
-        self._stop.clear()
-        if self.background:
-            self._thread = threading.Thread(target=self._compute, args=(to_compute,), daemon=True)
-            self._thread.start()
-        else:
-            self._compute(to_compute)
-
-    def _compute(self, names: Sequence[str]) -> None:
-        """Run ``names`` one after the other with a progress bar; what finishes is cached, a stop keeps the rest."""
-        s = self.session
+        self.progress.value = 0
         self._show_progress(True)
-        try:
-            for name in names:
-                self.progress.description = name
-                self.progress.value = 0
-                try:
-                    s.compute(name, progress=self._on_progress, should_stop=self._stop.is_set)
-                except (_Stopped, KeyboardInterrupt) as stop:
-                    if self._superseded:  # the user moved on; what is shown next is computed anew
-                        break
-                    how = "by a kernel interrupt" if isinstance(stop, KeyboardInterrupt) else "with the Stop button"
-                    self._say(f"interrupted: {name} was stopped {how}; nothing was cached. "
-                              "Press “Compute anyway” to run it again.", "warning")  # fmt: skip
-                    for rest in names[names.index(name) :]:
-                        self._deferred[s.key(rest)] = "interrupted before it finished. Press “Compute anyway”."
-                    break
-                except GradScoreCAMError as error:
-                    self._errors.put(s.key(name), str(error))
-                except Exception as error:  # shown in the method's panel; not remembered, a retry may work
-                    self._say(f"{name}: unexpected error: {type(error).__name__}: {error}", "error", detail=traceback.format_exc())
-        finally:
-            self._running = ()
-            self._show_progress(False)
-            self._render_all()
-            self._show_messages()
 
-    def _on_progress(self, done: int, total: int) -> None:
+    def _on_progress(self, name: str, done: int, total: int) -> None:
+        self.progress.description = name
         self.progress.max = max(total, 1)
         self.progress.value = done
         self.progress_note.value = f"{done} / {total} masked images scored"
 
-    def _cancel(self) -> None:
-        """Stop a background computation and wait for it (before anything changes what it computes)."""
-        thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            self._superseded = True
-            self._stop.set()
-            thread.join()
-        self._thread = None
-        self._superseded = False
-        self._stop.clear()
+    def _on_run_done(self, report: RunReport) -> None:
+        """Say what went wrong, remember what was stopped for “Compute anyway”, and draw what finished."""
+        for name, failure in report.failures.items():
+            self._say(f"{name}: unexpected error: {failure}", "error", detail=report.tracebacks[name])
+        if report.reason in ("stop", "interrupt"):  # a superseded run is dropped silently: the user moved on
+            how = "by a kernel interrupt" if report.reason == "interrupt" else "with the Stop button"
+            self._say(f"interrupted: {report.stopped} was stopped {how}; nothing was cached. "
+                      "Press “Compute anyway” to run it again.", "warning")  # fmt: skip
+            for name in report.not_run:
+                self._deferred[report.keys[name]] = "interrupted before it finished. Press “Compute anyway”."
+        self._show_progress(False)
+        self._render_all()
+        self._show_messages()
 
     def _show_progress(self, visible: bool) -> None:
         display = None if visible else "none"
@@ -659,7 +661,8 @@ class Explorer:
         d.model, d.layer, d.image, d.target = s.model_key, s.layer, s.image_key, s.target
         d.methods = self.selected_methods
         d.random_weights = is_random(s.spec)
-        d.maps, d.seconds, d.errors, d.pending, d.teaching = {}, {}, {}, {}, {}
+        d.results, d.maps, d.seconds, d.errors, d.pending, d.teaching, d.deferred = {}, {}, {}, {}, {}, {}, []
+        d.budgets = {}
         if s.spec is None or s.probabilities is None:
             d.prediction, d.target_name = [], ""
             return
@@ -668,33 +671,37 @@ class Explorer:
         d.target_name = class_name(categories, s.target) if s.target is not None else ""
         if not s.ready:
             return
+        for name in s.methods:
+            if s.is_score_based(name):
+                d.budgets[name] = channel_budget(s.options(name))  # type: ignore[assignment]
+        running = self.controller.running
         for name in d.methods:
             key = s.key(name)
             result = s.results.get(key)
             if result is not None:
+                d.results[name] = result
                 d.maps[name] = result.saliency
                 d.seconds[name] = result.seconds
                 if result.teaching is not None:
                     d.teaching[name] = result.teaching
-            elif (error := self._errors.get(key)) is not None:
+            elif (error := self.controller.error_for(key)) is not None:
                 d.errors[name] = error
-            elif name in self._running:
+            elif name in running:
                 d.pending[name] = "computing …"
             elif key in self._deferred:
                 d.pending[name] = self._deferred[key]
+                d.deferred.append(name)
             else:
                 d.pending[name] = "not computed"
 
     def _render_all(self, teaching: bool = True) -> None:
-        s = self.session
         with self._lock:
             self._collect()
             self._render_status()
             self._render_maps()
             if teaching:
                 self._render_teaching()
-            deferred = any(s.ready and s.key(name) in self._deferred for name in self.displayed.pending)
-            self.compute_button.layout.display = None if deferred else "none"
+            self.compute_button.layout.display = None if self.displayed.deferred else "none"
 
     def _render_status(self) -> None:
         s, d = self.session, self.displayed
@@ -703,6 +710,7 @@ class Explorer:
             self.random_banner.layout.display = None
         else:
             self.random_banner.layout.display = "none"
+        self.budget_note.value = " · ".join(f"{html.escape(name)}: {describe_budget(b)}" for name, b in d.budgets.items())
         if s.spec is None or s.probabilities is None or s.target is None:
             self.status.value = ""
             return
@@ -727,11 +735,7 @@ class Explorer:
             cells = []
             for name in d.methods:
                 if name in d.maps:
-                    result = s.cached(name) if s.ready else None
-                    caption = f"{d.seconds[name]:.2f} s"
-                    if result is not None and result.channels_scored is not None:
-                        caption += f" · {result.channels_scored} of {result.channels_total} channels scored"
-                    cells.append(Cell(name, saliency=d.maps[name], caption=caption))
+                    cells.append(Cell(name, saliency=d.maps[name], caption=d.results[name].describe()))
                 else:
                     cells.append(Cell(name, text=d.errors.get(name) or d.pending.get(name, "")))
             image = to_display_image(s.inputs[0].detach().cpu().float(), s.spec.mean, s.spec.std)
