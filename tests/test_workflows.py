@@ -146,7 +146,7 @@ def _plan(tmp_path: Path, profile: str, notebooks: str, num_shards: str) -> tupl
 def test_plan_emits_the_shard_matrix(tmp_path, profile, notebooks, num_shards, shards, sharded):
     returncode, outputs, stderr = _plan(tmp_path, profile, notebooks, num_shards)
     assert returncode == 0, stderr
-    assert outputs == f"shards={json.dumps(shards)}\ntable1_sharded={json.dumps(sharded)}\n"
+    assert outputs == f"num_shards={len(shards)}\nshards={json.dumps(shards)}\ntable1_sharded={json.dumps(sharded)}\n"
 
 
 @pytest.mark.parametrize(

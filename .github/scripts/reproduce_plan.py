@@ -8,6 +8,7 @@ the workflow selects notebooks exactly as ``./run_all.sh --notebooks`` does.
 
 writes to ``$GITHUB_OUTPUT`` (or prints, outside Actions)::
 
+    num_shards=4               # the input as a whole number ("4.0" from a form becomes 4)
     shards=[0, 1, 2, 3]        # the matrix of the Table 1 job: range(num_shards)
     table1_sharded=true        # Table 1 is selected and num_shards > 1: run it as that matrix first
 
@@ -53,7 +54,11 @@ def plan(profile: str, notebooks: str, num_shards: int) -> dict[str, str]:
         raise ValueError(f"notebooks {notebooks!r}: {error}") from None
     table1 = pipeline.discover_notebooks([TABLE1_PART])
     sharded = num_shards > 1 and any(nb in chosen for nb in table1)
-    return {"shards": json.dumps(list(range(num_shards))), "table1_sharded": json.dumps(sharded)}
+    return {
+        "num_shards": str(num_shards),
+        "shards": json.dumps(list(range(num_shards))),
+        "table1_sharded": json.dumps(sharded),
+    }
 
 
 def _whole_number(text: str) -> int:
