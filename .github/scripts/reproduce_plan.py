@@ -6,7 +6,7 @@ the workflow selects notebooks exactly as ``./run_all.sh --notebooks`` does.
 
     python .github/scripts/reproduce_plan.py --profile paper --notebooks "01 table1" --num-shards 4
 
-writes to ``$GITHUB_OUTPUT`` (or prints, outside Actions)::
+prints, and appends to ``$GITHUB_OUTPUT`` when Actions sets it::
 
     num_shards=4               # the input as a whole number ("4.0" from a form becomes 4)
     shards=[0, 1, 2, 3]        # the matrix of the Table 1 job: range(num_shards)
