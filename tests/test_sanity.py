@@ -189,9 +189,13 @@ def test_a_map_that_ignores_the_model_fails_one_that_reads_the_last_layer_passes
     table = parameter_randomization(model, ["Grad-CAM", edge_map, constant_map], blob_images(8), target_layer="conv2")
     verdicts = pass_table(table)
     assert verdicts.loc["edge_map", "verdict"] == "fails"
-    assert verdicts.loc["edge_map", "similarity"] == 1.0  # unchanged at every step: the input's edges
+    assert verdicts.loc["edge_map", "lowest"] == 1.0  # unchanged at every step: the input's edges
     assert verdicts.loc["constant_map", "verdict"] == "fails"
     assert verdicts.loc["Grad-CAM", "verdict"] == "passes"
+    # the reference level of these blob images is near 0; with fc and conv2 random Grad-CAM is below it, and with
+    # conv1 random too the random network's response to the bright square shows again (last > lowest)
+    assert verdicts.loc["Grad-CAM", "at_reference"] == "conv2"
+    assert verdicts.loc["Grad-CAM", "lowest"] < verdicts.loc["Grad-CAM", "reference"] < verdicts.loc["Grad-CAM", "last"]
     # Grad-CAM at conv2 reads fc: randomising fc alone (step 1) already changes the maps
     step1 = table[(table["method"] == "Grad-CAM") & (table["step"] == 1) & (table["mode"] == "cascading")]
     assert step1["spearman"].mean() < 0.9
@@ -206,7 +210,10 @@ def test_independent_step_k_randomises_unit_k_as_cascading_does() -> None:
     a = cascading[(cascading["step"] == 1) & (cascading["mode"] == "cascading")]["spearman"].to_numpy()
     b = independent[(independent["step"] == 1) & (independent["mode"] == "independent")]["spearman"].to_numpy()
     np.testing.assert_array_equal(a, b)
-    # later independent steps leave fc trained: conv1+bn1 alone does not touch Grad-CAM's weights' layer fc
+    # step 3 randomises conv1+bn1 alone in independent mode, with fc and conv2 random too in cascading mode
+    c3 = cascading[(cascading["step"] == 3) & (cascading["mode"] == "cascading")]["spearman"].to_numpy()
+    i3 = independent[(independent["step"] == 3) & (independent["mode"] == "independent")]["spearman"].to_numpy()
+    assert not np.allclose(c3, i3)
     assert set(independent["mode"]) == {"independent", "reference"}
 
 

@@ -62,8 +62,8 @@ the window) is NaN, never a made-up number. Step 0 is the trained model against 
 
 **Reference level** (``mode == "reference"`` rows). The same similarities between the trained model's maps of
 two *different* images (image i against image i + 1, cyclically): the level of "no longer related". A method
-passes (:func:`pass_table`) when its mean similarity after the last step is not above the upper end of the
-reference's 95 % interval, and the map has changed at all (mean below 1).
+passes (:func:`pass_table`) when its mean similarity to the trained map is not above the upper end of the
+reference's 95 % interval at some step of the cascade, and the map has changed at all (mean below 1).
 
 **Cost.** One copy of the model for the whole call (cascading randomises it further at every step; independent
 restores the unit it randomised), every method explains all images once per step, in chunks of
@@ -494,34 +494,45 @@ def similarity_curves(table: pd.DataFrame, metrics: Sequence[str] = ("spearman",
 def pass_table(table: pd.DataFrame, metric: str = "spearman", confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Which methods pass the cascading test on ``metric``: one row per method.
 
-    A method **passes** when, after the last step (every unit random), its mean similarity to the trained
-    model's map is at most the upper end of the reference level's interval (two different images' maps under
-    the trained model) *and* below 1 (the map changed at all: a constant map equals itself and its reference
-    too). It **fails** otherwise; "cannot tell" when every last-step value is NaN (e.g. all maps constant).
+    A method **passes** when, at some step of the cascade, its mean similarity to the trained model's map is at
+    most the upper end of the reference level's interval (two different images' maps under the trained model)
+    and below 1: the explanation of the same decision became as unrelated to the trained one as another
+    image's explanation is, so it depended on the learned weights. It **fails** when it never gets there, or
+    never changes at all (a constant map equals itself, and its reference is 1 too); "cannot tell" without a
+    reference level (one image) or without any defined similarity. A fully random network can still respond to
+    the input's contrast, so the similarity may rise again in the last steps: ``last`` reports it.
+
+    Columns: ``metric``, ``n`` (images), ``reference`` with ``reference_low``/``reference_high``, ``lowest``
+    (the lowest mean over the steps) and ``lowest_step``, ``at_reference`` (the first step at the reference
+    level, "" if none), ``last`` (the mean after the last step), ``verdict`` and ``reason``.
     """
     if "cascading" not in set(table["mode"]):
         raise ValueError("pass_table reads the cascading rows: run parameter_randomization with mode='cascading'.")
     curves = similarity_curves(table, [metric], confidence, seed)
     rows = []
     for method, part in curves.groupby("method", sort=False):
-        cascade = part[part["mode"] == "cascading"]
-        last = cascade[cascade["step"] == cascade["step"].max()].iloc[0]
+        cascade = part[(part["mode"] == "cascading") & (part["step"] > 0) & (part["n"] > 0)].sort_values("step")
         reference = part[part["mode"] == "reference"]
         ref = reference.iloc[0] if len(reference) else None
         ref_high = math.nan if ref is None else (ref["high"] if not math.isnan(ref["high"]) else ref["mean"])
-        if last["n"] == 0 or ref is None or math.isnan(ref_high):
-            verdict, reason = "cannot tell", "no defined similarity after the last step" if last["n"] == 0 else "no reference level (one image)"
-        elif last["mean"] >= 1 - 1e-6:
+        row: dict[str, Any] = {"method": method, "metric": metric, "n": int(part["n"].max()),
+                               "reference": math.nan if ref is None else ref["mean"],
+                               "reference_low": math.nan if ref is None else ref["low"], "reference_high": ref_high,
+                               "lowest": math.nan, "lowest_step": "", "at_reference": "", "last": math.nan}  # fmt: skip
+        if len(cascade):
+            lowest = cascade.loc[cascade["mean"].idxmin()]
+            falls = cascade[(cascade["mean"] <= ref_high) & (cascade["mean"] < 1 - 1e-6)]
+            row.update(lowest=lowest["mean"], lowest_step=lowest["layer"], last=cascade["mean"].iloc[-1],
+                       at_reference=falls["layer"].iloc[0] if len(falls) else "")  # fmt: skip
+        if not len(cascade) or math.isnan(ref_high):
+            verdict, reason = "cannot tell", "no reference level (one image)" if len(cascade) else "no defined similarity"
+        elif (cascade["mean"] >= 1 - 1e-6).all():
             verdict, reason = "fails", "the map did not change when the weights were randomised"
-        elif last["mean"] <= ref_high:
-            verdict, reason = "passes", "fell to the level of two unrelated images' maps"
+        elif row["at_reference"]:
+            verdict, reason = "passes", f"at the level of two unrelated images' maps from step {row['at_reference']} on"
         else:
-            verdict, reason = "fails", "still more similar to the trained map than two images' maps are"
-        rows.append({"method": method, "metric": metric, "last step": last["layer"], "n": int(last["n"]),
-                     "similarity": last["mean"], "low": last["low"], "high": last["high"],
-                     "reference": math.nan if ref is None else ref["mean"],
-                     "reference_low": math.nan if ref is None else ref["low"], "reference_high": ref_high,
-                     "verdict": verdict, "reason": reason})  # fmt: skip
+            verdict, reason = "fails", "always more similar to the trained map than two images' maps are"
+        rows.append({**row, "verdict": verdict, "reason": reason})
     return pd.DataFrame(rows).set_index("method")
 
 
