@@ -296,3 +296,47 @@ def test_spearman_agrees_with_quantus_mprt() -> None:
         alone = parameter_randomization(model, grad_cam, images, target_layer="conv2", layers=[name], seed=7,
                                         mode="independent")  # fmt: skip
         np.testing.assert_allclose(alone[alone["step"] == 1]["spearman"], independent[name], atol=1e-9)
+
+
+def test_a_map_that_goes_blank_passes_and_says_so() -> None:
+    model = tiny_net()
+    trained = snapshot(model)["fc.weight"]
+
+    def blank_when_random(m: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if torch.equal(m.fc.weight, trained):
+            return edge_map(m, images, targets)
+        return torch.zeros(len(images), *images.shape[-2:])
+
+    table = parameter_randomization(model, blank_when_random, blob_images(4), target_layer="conv2")
+    later = table[(table["mode"] == "cascading") & (table["step"] > 0)]
+    assert later["spearman"].isna().all() and (later["ssim"] < 1).all()
+    verdict = pass_table(table).loc["blank_when_random"]
+    assert verdict["verdict"] == "passes" and "blank" in verdict["reason"]
+
+
+@pytest.mark.slow
+def test_notebook_07_in_the_smoke_profile(tmp_path) -> None:
+    """Notebook 07 alone, as ./run_all.sh --profile smoke --notebooks 07 runs it (random weights, 2 images)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[1]
+    out, figures = tmp_path / "results", tmp_path / "figures"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root / "lib")}
+    command = [sys.executable, "-m", "gradscorecam.pipeline", "run", "--profile", "smoke", "--notebooks", "07",
+               "--out", str(out), "--figures", str(figures)]  # fmt: skip
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    table = pd.read_csv(figures / "sanity_resnet18_pass.csv", index_col=0)
+    assert list(table.index) == ["CAM", "Grad-CAM", "Grad-CAM++", "Score-CAM", "SmoothGrad-CAM++", "Grad++ScoreCAM"]
+    assert "RANDOM WEIGHTS" in (figures / "sanity_resnet18_pass.md").read_text()
+    rows = pd.read_csv(out / "sanity_resnet18.csv")
+    assert (rows[rows["step"] == 0]["spearman"] == 1.0).all()
+    assert sorted(rows[rows["mode"] == "cascading"]["step"].unique()) == [0, 1, 2, 3, 4]  # smoke: 4 steps
+    for name in ("sanity_resnet18_cascade.png", "sanity_resnet18_curves.png"):
+        assert Image.open(figures / name).size[0] > 0

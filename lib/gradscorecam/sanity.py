@@ -498,8 +498,9 @@ def pass_table(table: pd.DataFrame, metric: str = "spearman", confidence: float 
     most the upper end of the reference level's interval (two different images' maps under the trained model)
     and below 1: the explanation of the same decision became as unrelated to the trained one as another
     image's explanation is, so it depended on the learned weights. It **fails** when it never gets there, or
-    never changes at all (a constant map equals itself, and its reference is 1 too); "cannot tell" without a
-    reference level (one image) or without any defined similarity. A fully random network can still respond to
+    never changes at all (a constant map equals itself, and its reference is 1 too). It also passes when every
+    randomised map is blank (constant, so the correlations are undefined, NaN) while the trained ones were not:
+    nothing of the trained map is left. "cannot tell" without a reference level (one image). A fully random network can still respond to
     the input's contrast, so the similarity may rise again in the last steps: ``last`` reports it.
 
     Columns: ``metric``, ``n`` (images), ``reference`` with ``reference_low``/``reference_high``, ``lowest``
@@ -524,7 +525,10 @@ def pass_table(table: pd.DataFrame, metric: str = "spearman", confidence: float 
             falls = cascade[(cascade["mean"] <= ref_high) & (cascade["mean"] < 1 - 1e-6)]
             row.update(lowest=lowest["mean"], lowest_step=lowest["layer"], last=cascade["mean"].iloc[-1],
                        at_reference=falls["layer"].iloc[0] if len(falls) else "")  # fmt: skip
-        if not len(cascade) or math.isnan(ref_high):
+        blank = not len(cascade) and (part[(part["mode"] == "cascading") & (part["step"] > 0)]["n"] == 0).any()
+        if blank:  # the trained map varied (else it would equal itself: 1), every randomised one is constant
+            verdict, reason = "passes", "every randomised map is blank (constant: no trace of the trained map; correlations undefined)"
+        elif not len(cascade) or math.isnan(ref_high):
             verdict, reason = "cannot tell", "no reference level (one image)" if len(cascade) else "no defined similarity"
         elif (cascade["mean"] >= 1 - 1e-6).all():
             verdict, reason = "fails", "the map did not change when the weights were randomised"
