@@ -130,6 +130,8 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
     for notebook in NOTEBOOKS:
         assert (out / "executed" / notebook.name).exists()
     check_explorer_notebook(out / "executed" / "90_explorer.ipynb")
+    check_sanity_notebook(out, figures)
+    check_says_what_ran(out / "executed")
     for name, grid in EXPECTED_GRIDS.items():
         png = Image.open(figures / name)
         assert png.text["Description"].startswith(grid), name
@@ -157,6 +159,34 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
     assert set(ablation["method"]) == {"Grad++ScoreCAM", "Grad-CAM++", "Score-CAM"}
     assert ablation["average_drop"].between(0, 100).all() and (ablation["n_images"] == 2).all()
     assert Image.open(figures / "ablation_alexnet_pareto.png").size[0] > 0
+
+
+def check_sanity_notebook(out: Path, figures: Path) -> None:
+    """Notebook 07 as the smoke pipeline ran it (resnet18, random weights, 2 images, 4 coarse steps)."""
+    table = pd.read_csv(figures / "sanity_resnet18_pass.csv", index_col=0)
+    assert list(table.index) == ["CAM", "Grad-CAM", "Grad-CAM++", "Score-CAM", "SmoothGrad-CAM++", "Grad++ScoreCAM"]
+    assert "RANDOM WEIGHTS" in (figures / "sanity_resnet18_pass.md").read_text()
+    rows = pd.read_csv(out / "sanity_resnet18.csv")
+    assert (rows[rows["step"] == 0]["spearman"] == 1.0).all()
+    assert sorted(rows[rows["mode"] == "cascading"]["step"].unique()) == [0, 1, 2, 3, 4]  # smoke: 4 steps
+    for name in ("sanity_resnet18_cascade.png", "sanity_resnet18_curves.png"):
+        assert Image.open(figures / name).size[0] > 0
+
+
+def check_says_what_ran(executed: Path) -> None:
+    """No executed notebook claims every channel was scored when a budget ran (the smoke profile scores 16), or
+    calls its images ImageNet's (the smoke profile explains the built-in photographs)."""
+    wrong = re.compile(r"all channels scored|every channel scored|images? (?:from|of) ImageNet|ImageNet "
+                       r"(?:images|photographs|validation)", re.IGNORECASE)  # fmt: skip
+    for path in sorted(executed.glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:
+            for output in cell.get("outputs", []):
+                text = output.get("text", "") + "".join(
+                    v for k, v in output.get("data", {}).items() if k.startswith("text/") and isinstance(v, str)
+                )
+                found = wrong.search(text)
+                assert not found, f"{path.name} says {found.group(0)!r}: {text[max(0, found.start() - 200):found.end() + 200]}"
 
 
 def check_explorer_notebook(executed: Path) -> None:

@@ -314,29 +314,5 @@ def test_a_map_that_goes_blank_passes_and_says_so() -> None:
     assert verdict["verdict"] == "passes" and "blank" in verdict["reason"]
 
 
-@pytest.mark.slow
-def test_notebook_07_in_the_smoke_profile(tmp_path) -> None:
-    """Notebook 07 alone, as ./run_all.sh --profile smoke --notebooks 07 runs it (random weights, 2 images)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import pandas as pd
-    from PIL import Image
-
-    root = Path(__file__).resolve().parents[1]
-    out, figures = tmp_path / "results", tmp_path / "figures"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root / "lib")}
-    command = [sys.executable, "-m", "gradscorecam.pipeline", "run", "--profile", "smoke", "--notebooks", "07",
-               "--out", str(out), "--figures", str(figures)]  # fmt: skip
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    table = pd.read_csv(figures / "sanity_resnet18_pass.csv", index_col=0)
-    assert list(table.index) == ["CAM", "Grad-CAM", "Grad-CAM++", "Score-CAM", "SmoothGrad-CAM++", "Grad++ScoreCAM"]
-    assert "RANDOM WEIGHTS" in (figures / "sanity_resnet18_pass.md").read_text()
-    rows = pd.read_csv(out / "sanity_resnet18.csv")
-    assert (rows[rows["step"] == 0]["spearman"] == 1.0).all()
-    assert sorted(rows[rows["mode"] == "cascading"]["step"].unique()) == [0, 1, 2, 3, 4]  # smoke: 4 steps
-    for name in ("sanity_resnet18_cascade.png", "sanity_resnet18_curves.png"):
-        assert Image.open(figures / name).size[0] > 0
+# Notebook 07 itself runs once in the suite, inside the smoke pipeline test
+# (tests/test_pipeline.py::check_sanity_notebook checks its outputs there).
