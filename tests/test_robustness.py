@@ -119,8 +119,9 @@ def test_cam_still_refuses_a_bfloat16_model_without_a_gap_head(images):
         CAM(model.to(torch.bfloat16), "layer")(images.to(torch.bfloat16))
 
 
-def test_cam_accepts_a_bfloat16_gap_model_and_equals_its_float32_weights(images):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cam_accepts_a_half_precision_gap_model_and_returns_its_weights(images, dtype):
     model = small_gap_net()
-    explanation = CAM(copy.deepcopy(model).to(torch.bfloat16), "layer").explain(images.to(torch.bfloat16), [1, 2, 3])
-    expected = model.fc.weight.detach().to(torch.bfloat16).float()[[1, 2, 3]]
+    explanation = CAM(copy.deepcopy(model).to(dtype), "layer").explain(images.to(dtype), [1, 2, 3])
+    expected = model.fc.weight.detach().to(dtype).float()[[1, 2, 3]]
     torch.testing.assert_close(explanation.weights, expected, atol=0, rtol=0)
