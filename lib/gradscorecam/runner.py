@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 
 from .comparison import synchronize
-from .datasets.records import ImageRecord, load_batch
+from .datasets.records import ImageRecord, check_class_indices, load_batch
 from .datasets.sampling import write_image_list
 from .errors import ResultsMismatchError, UnsupportedModelError
 from .explainers import METHODS, BaseCAM
@@ -150,6 +150,7 @@ def evaluate(
     unknown = set(explainer_options or {}) - set(names)
     if unknown:
         raise ValueError(f"explainer_options for methods not evaluated: {sorted(unknown)}")
+    check_class_indices(records, len(spec.categories))  # labels of another data set fail here, naming the line
     layer = target_layer or spec.target_layer
     config = make_config(spec, layer, target_class, score, masking, top_percent, seed, deletion_steps, options)
     environment = {"torch_version": torch.__version__, "device": str(device)}

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ..errors import ClassIndexError, InputImageError, TargetLayerError
 from .capture import forward_with_capture, model_state_guard
+from .checks import check_finite
 from .layers import LayerSpec, resolve_target_layer
 from .postprocess import finalize
 
@@ -199,6 +200,7 @@ class BaseCAM:
                 f"images must be a float tensor normalised for the model, got dtype {images.dtype}; "
                 "use the model's transform (ToTensor + Normalize) rather than raw uint8 pixels."
             )
+        check_finite(images, "the images passed to the explainer")
         expected = _first_conv_channels(self.model)
         if expected is not None and images.shape[1] != expected:
             hint = (

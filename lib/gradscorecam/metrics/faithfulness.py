@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from ..explainers.capture import model_state_guard
+from ..explainers.checks import check_finite
 from ..explainers.scoring import class_scores, check_choice
 
 ScoreType = Literal["probability", "logit"]
@@ -175,6 +176,10 @@ def _as_arrays(Y: ArrayLike, O: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_saliency(images: Tensor, saliency: Tensor) -> Tensor:
+    """The maps as (B, H, W) on the images' device; InputImageError for NaN or inf in either (every metric
+    of this package goes through here, so no score is computed from a non-finite input)."""
+    check_finite(images, "the images passed to the metric")
+    check_finite(saliency, "the saliency maps passed to the metric")
     if saliency.dim() == 4 and saliency.shape[1] == 1:
         saliency = saliency[:, 0]
     if saliency.dim() != 3 or saliency.shape[0] != images.shape[0] or saliency.shape[-2:] != images.shape[-2:]:
