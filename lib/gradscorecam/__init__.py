@@ -34,6 +34,7 @@ from . import datasets, metrics
 from .models import ModelSpec, load_model
 from .runner import evaluate, merge_results, read_results
 from .summary import summarize
+from .verdict import claim_verdicts, compare
 
 try:
     __version__ = version("gradscorecam")
@@ -60,6 +61,8 @@ __all__ = [
     "UnsupportedModelError",
     "WeightsUnavailableError",
     "__version__",
+    "claim_verdicts",
+    "compare",
     "feature_layers",
     "make_explainer",
     "ModelSpec",
