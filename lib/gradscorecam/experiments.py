@@ -243,6 +243,13 @@ def object_localization(
     return table
 
 
+#: Figure 5's per-image scores for :func:`gradscorecam.compare` (``metrics=``): both higher is better.
+OBJECT_METRICS: dict[str, tuple[str, str]] = {
+    "objects_found": ("higher", "continuous"),
+    "min_object_energy": ("higher", "continuous"),
+}
+
+
 def object_scores_per_image(objects: pd.DataFrame) -> pd.DataFrame:
     """Per (image, method), from :func:`object_localization`'s rows: ``objects``, ``objects_found`` (share of
     the image's objects found, in [0, 1]), ``min_object_energy`` (the worst-served object's energy ratio) and
@@ -252,6 +259,28 @@ def object_scores_per_image(objects: pd.DataFrame) -> pd.DataFrame:
                         min_object_energy=("energy", "min"), seconds=("seconds", "first")).reset_index()  # fmt: skip
     table["objects_found"] = table["objects_found"].astype(float)
     table.attrs.update(objects.attrs)
+    return table
+
+
+def object_summary(per_image: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Per method, the means of :func:`object_scores_per_image`'s scores over the images with their 95 %
+    percentile-bootstrap intervals (:func:`gradscorecam.summary.summarize`, 2000 resamples, ``seed``): objects
+    found in percent, the worst-served object's energy ratio (1 = a uniform map), images and objects."""
+    from .summary import summarize
+
+    metrics = tuple((name, name) for name in OBJECT_METRICS)
+    summary = summarize(per_image[["image_id", "method", "objects", "seconds", *OBJECT_METRICS]], seed=seed,
+                        metrics=metrics)  # fmt: skip
+    table = pd.DataFrame(index=summary.index)
+    found = summary["objects_found"] * 100
+    table["objects found %"] = found.round(1)
+    table["objects found % 95% CI"] = [f"[{lo * 100:.1f}, {hi * 100:.1f}]" for lo, hi in zip(summary["objects_found_low"], summary["objects_found_high"])]
+    table["min object energy"] = summary["min_object_energy"].round(2)
+    table["min object energy 95% CI"] = [f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(summary["min_object_energy_low"], summary["min_object_energy_high"])]
+    table["images"] = summary["objects_found_n"].astype(int)
+    objects = per_image.groupby("method")["objects"].sum()
+    table["objects"] = [int(objects.get(m, 0)) for m in table.index]
+    table["s/image"] = summary["seconds_per_image"].round(3)
     return table
 
 
