@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -207,3 +208,24 @@ def test_metrics_refuse_non_finite_images_and_maps(spec):
         metrics.insertion_auc(spec.model, images, bad_maps, [1, 2], steps=2)
     with pytest.raises(InputImageError, match="saliency maps hold infinite values"):
         metrics.pointing_game(bad_maps, [[(0, 0, 3, 3)], [(0, 0, 3, 3)]])
+
+
+def test_object_summary_and_paired_verdicts_by_hand():
+    from gradscorecam import compare
+
+    # 4 images with 2 objects: Grad++ScoreCAM finds 2, 2, 2, 1 of them, Grad-CAM 1, 1, 1, 1
+    rows = []
+    for i, (ours, theirs) in enumerate(zip([1.0, 1.0, 1.0, 0.5], [0.5, 0.5, 0.5, 0.5])):
+        rows.append({"image_id": f"im{i}", "method": "Grad++ScoreCAM", "objects": 2, "objects_found": ours,
+                     "min_object_energy": 1.0 + i, "seconds": 0.1, "model": "toy"})  # fmt: skip
+        rows.append({"image_id": f"im{i}", "method": "Grad-CAM", "objects": 2, "objects_found": theirs,
+                     "min_object_energy": 0.5 + i, "seconds": 0.01, "model": "toy"})  # fmt: skip
+    per_image = pd.DataFrame(rows)
+    table = experiments.object_summary(per_image)
+    assert table.loc["Grad++ScoreCAM", "objects found %"] == 87.5 and table.loc["Grad-CAM", "objects found %"] == 50.0
+    assert table.loc["Grad-CAM", "objects found % 95% CI"] == "[50.0, 50.0]"  # every image the same
+    assert table.loc["Grad++ScoreCAM", "min object energy"] == 2.5 and table.loc["Grad++ScoreCAM", "objects"] == 8
+    verdicts = compare(per_image.drop(columns="seconds"), metrics=experiments.OBJECT_METRICS).set_index("metric")
+    assert verdicts.loc["objects_found", "mean_difference"] == pytest.approx(0.375)
+    assert verdicts.loc["min_object_energy", "mean_difference"] == pytest.approx(0.5)
+    assert verdicts.loc["min_object_energy", "better"] is True  # every difference is +0.5: the interval is [0.5, 0.5]

@@ -149,3 +149,10 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
     assert set(ablation["method"]) == {"Grad++ScoreCAM", "Grad-CAM++", "Score-CAM"}
     assert ablation["average_drop"].between(0, 100).all() and (ablation["n_images"] == 2).all()
     assert Image.open(figures / "ablation_alexnet_pareto.png").size[0] > 0
+
+
+def test_report_does_not_call_a_model_files_weights_random(tmp_path):
+    # the smoke profile's weights=None applies to torchvision networks; a model file brings its own weights
+    params = {"profile": "smoke", "weights": None, "model_file": "/x/model.py", "output_dir": str(tmp_path)}
+    assert "RANDOM WEIGHTS" not in pipeline.report([], params)
+    assert "RANDOM WEIGHTS" in pipeline.report([], {**params, "model_file": None})

@@ -208,7 +208,8 @@ def object_localization(
 
     One row per (image, method, object): ``image_id``, ``method``, ``object`` (box number), ``box`` (in the
     model input's pixels), ``found`` and ``energy`` (:func:`gradscorecam.metrics.object_scores`, with
-    ``threshold``), ``objects`` (the image's number of boxes) and ``seconds`` (the method's time per image).
+    ``threshold``), ``objects`` (the image's number of boxes), ``seconds`` (the method's time per image) and
+    ``model``, ``weights``, ``target_layer``.
     Images are explained one at a time (memory does not grow with the number of images). A method not
     defined for the model (CAM without a GAP head) has no rows; ``attrs["undefined"]`` says why.
     Images whose boxes the transform cannot map are skipped and listed in ``attrs["skipped"]``.
@@ -217,6 +218,8 @@ def object_localization(
 
     check_class_indices(records, len(spec.categories))
     device = next(spec.model.parameters()).device
+    # the configuration, as the runner's rows carry it, so that compare() and summarize() can check it
+    where = {"model": spec.name, "weights": spec.weights, "target_layer": spec.target_layer}
     rows: list[dict[str, Any]] = []
     undefined: dict[str, str] = {}
     skipped: list[str] = []
@@ -236,8 +239,9 @@ def object_localization(
             for number, (box, found, energy) in enumerate(zip(boxes, scores.found, scores.energy)):
                 rows.append({"image_id": record.image_id, "method": method, "object": number, "box": tuple(box),
                              "objects": len(boxes), "found": bool(found), "energy": float(energy),
-                             "seconds": comparison.seconds[method]})  # fmt: skip
-    table = pd.DataFrame(rows, columns=["image_id", "method", "object", "box", "objects", "found", "energy", "seconds"])
+                             "seconds": comparison.seconds[method], **where})  # fmt: skip
+    table = pd.DataFrame(rows, columns=["image_id", "method", "object", "box", "objects", "found", "energy", "seconds",
+                                        *where])  # fmt: skip
     table.attrs.update(undefined=undefined, skipped=skipped, threshold=threshold,
                        provenance=provenance(spec, device))  # fmt: skip
     return table
@@ -253,8 +257,10 @@ OBJECT_METRICS: dict[str, tuple[str, str]] = {
 def object_scores_per_image(objects: pd.DataFrame) -> pd.DataFrame:
     """Per (image, method), from :func:`object_localization`'s rows: ``objects``, ``objects_found`` (share of
     the image's objects found, in [0, 1]), ``min_object_energy`` (the worst-served object's energy ratio) and
-    ``seconds``: the per-image values whose means, intervals and paired comparisons the notebook reports."""
-    grouped = objects.groupby(["image_id", "method"], sort=False)
+    ``seconds`` (and the configuration columns): the per-image values whose means, intervals and paired
+    comparisons the notebook reports."""
+    keys = ["image_id", "method", *[c for c in ("model", "weights", "target_layer") if c in objects.columns]]
+    grouped = objects.groupby(keys, sort=False)
     table = grouped.agg(objects=("objects", "first"), objects_found=("found", "mean"),
                         min_object_energy=("energy", "min"), seconds=("seconds", "first")).reset_index()  # fmt: skip
     table["objects_found"] = table["objects_found"].astype(float)
@@ -269,8 +275,7 @@ def object_summary(per_image: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     from .summary import summarize
 
     metrics = tuple((name, name) for name in OBJECT_METRICS)
-    summary = summarize(per_image[["image_id", "method", "objects", "seconds", *OBJECT_METRICS]], seed=seed,
-                        metrics=metrics)  # fmt: skip
+    summary = summarize(per_image, seed=seed, metrics=metrics)
     table = pd.DataFrame(index=summary.index)
     found = summary["objects_found"] * 100
     table["objects found %"] = found.round(1)

@@ -213,7 +213,7 @@ def report(runs: Sequence[NotebookRun], params: dict[str, Any]) -> str:
         if nested:
             folders = sorted({str(results / p.relative_to(results).parts[0]) for p in nested})
             lines.append(f"      and {len(nested)} results files under {', '.join(folders)}")
-    if params.get("weights") is None:
+    if params.get("weights") is None and not params.get("model_file"):  # a model file brings its own weights
         lines.append("  Made with RANDOM WEIGHTS: a pipeline check only, not a result.")
     return "\n".join(lines)
 
