@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("explainers", ("explainers",)),
     ("metrics and sources", ("metrics", "datasets", "models")),
     ("results and runner", ("results", "runner")),
-    ("analyses and figures", ("summary", "verdict", "experiments", "ablation", "comparison", "plotting")),
+    ("analyses and figures", ("summary", "verdict", "experiments", "ablation", "comparison", "plotting", "sanity")),
     ("applications", ("pipeline", "explorer")),
 ]
 LAYER_OF = {module: index for index, (_, modules) in enumerate(LAYERS) for module in modules}

@@ -21,21 +21,6 @@ from PIL import Image
 from torchvision import transforms
 
 
-def test_objects_reached_by_hand():
-    saliency = np.zeros((100, 100))
-    saliency[10, 10] = 1.0  # peak inside box A
-    saliency[50, 80] = 0.6  # second object: at least half of the peak, inside box B
-    saliency[90, 5] = 0.4  # third: too weak
-    boxes = [(5, 5, 20, 20), (70, 40, 90, 60), (0, 85, 10, 99)]
-    assert experiments.objects_reached(saliency, boxes) == [True, True, False]
-    assert experiments.objects_reached(saliency, boxes, threshold=0.3) == [True, True, True]
-    # tolerance: a box 10 px from the peak is reached with the default 15 px, not with 5 px
-    near = [(21, 21, 30, 30)]
-    assert experiments.objects_reached(saliency, near) == [True]
-    assert experiments.objects_reached(saliency, near, tolerance=5) == [False]
-    assert experiments.objects_reached(np.zeros((10, 10)), [(0, 0, 5, 5)]) == [False]
-
-
 def test_figures_2_to_4_use_the_same_images():
     first = experiments.figure_images("builtin", 4, seed=0)
     assert [r.image_id for r in first] == [r.image_id for r in experiments.figure_images("builtin", 4, seed=1)]

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from gradscorecam import metrics
+from gradscorecam.errors import InputImageError
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -178,7 +179,7 @@ def test_pointing_game_inside_and_tolerance():
     assert metrics.pointing_game(saliency, [[(0, 0, 4, 4)]], tolerance=6).tolist() == [False]
     assert metrics.pointing_game(saliency, [[(0, 0, 4, 4)]], tolerance=6.1).tolist() == [True]
     # box (0, 15, 2, 19): dx = 8, dy = 10, distance 12.8: a hit at 15 pixels, a miss at 12
-    assert metrics.pointing_game(saliency, [[(0, 15, 2, 19)]]).tolist() == [True]
+    assert metrics.pointing_game(saliency, [[(0, 15, 2, 19)]], tolerance=15).tolist() == [True]
     assert metrics.pointing_game(saliency, [[(0, 15, 2, 19)]], tolerance=12).tolist() == [False]
     # any of several boxes counts; x1, y1 are inclusive
     assert metrics.pointing_game(saliency, [[(0, 0, 1, 1), (10, 5, 10, 5)]], tolerance=0).tolist() == [True]
@@ -206,3 +207,110 @@ def test_energy_pointing_game_by_hand():
     weighted[0, 0, 0], weighted[0, 9, 9] = 3.0, 1.0
     assert metrics.energy_pointing_game(weighted, [[(0, 0, 0, 0)]]).tolist() == pytest.approx([0.75])
     assert np.isnan(metrics.energy_pointing_game(torch.zeros(1, 10, 10), [[(0, 0, 4, 4)]])[0])
+
+
+def test_pointing_game_default_tolerance_scales_with_the_map():
+    # 15 px at 224 x 224; on a 32 x 32 map 15 * 32 / 224 = 2.14 px, not half the image
+    assert metrics.default_tolerance((224, 224)) == 15.0
+    assert metrics.default_tolerance((3, 32, 48)) == pytest.approx(15 * 32 / 224)
+    saliency = _peak(y=5, x=10, size=32)
+    assert metrics.pointing_game(saliency, [[(13, 5, 20, 9)]]).tolist() == [False]  # 3 px away: a miss at 2.14 px
+    assert metrics.pointing_game(saliency, [[(12, 5, 20, 9)]]).tolist() == [True]  # 2 px away: a hit
+    big = _peak(y=5, x=10, size=224)
+    assert metrics.pointing_game(big, [[(25, 5, 30, 9)]]).tolist() == [True]  # 15 px at 224: the published rule
+    assert metrics.pointing_game(big, [[(26, 5, 30, 9)]]).tolist() == [False]
+
+
+def test_localisation_metrics_refuse_nan_maps():
+    saliency = torch.zeros(2, 10, 10)
+    saliency[1, 3, 3] = float("nan")
+    with pytest.raises(InputImageError, match="saliency maps hold NaN.*item 1"):
+        metrics.pointing_game(saliency, [[(0, 0, 4, 4)], [(0, 0, 4, 4)]])
+    with pytest.raises(InputImageError, match="saliency maps hold NaN"):
+        metrics.energy_pointing_game(saliency, [[(0, 0, 4, 4)], [(0, 0, 4, 4)]])
+    with pytest.raises(InputImageError, match="infinite"):
+        metrics.object_scores(np.full((10, 10), np.inf), [(0, 0, 4, 4), (5, 5, 9, 9)])
+
+
+# ------------------------------------------------------------------------------- objects (Figure 5)
+def test_objects_reached_by_hand():
+    saliency = np.zeros((100, 100))
+    saliency[10, 10] = 1.0  # peak inside box A
+    saliency[50, 80] = 0.6  # second object: at least half of the peak, inside box B
+    saliency[90, 5] = 0.4  # third: too weak
+    boxes = [(5, 5, 20, 20), (70, 40, 90, 60), (0, 85, 10, 99)]
+    assert metrics.objects_reached(saliency, boxes) == [True, True, False]
+    assert metrics.objects_reached(saliency, boxes, threshold=0.3) == [True, True, True]
+    # tolerance: a box 10 px from the peak is reached at 15 px, not at 5 px, nor at the default for a 100 px
+    # map (15 * 100 / 224 = 6.7 px)
+    near = [(21, 21, 30, 30)]
+    assert metrics.objects_reached(saliency, near, tolerance=15) == [True]
+    assert metrics.objects_reached(saliency, near, tolerance=5) == [False]
+    assert metrics.objects_reached(saliency, near) == [False]
+    assert metrics.objects_reached(saliency, [(16, 16, 30, 30)]) == [True]  # 6 px: within the 6 whole pixels
+    assert metrics.objects_reached(saliency, [(17, 17, 30, 30)]) == [False]  # 7 px
+    assert metrics.objects_reached(np.zeros((10, 10)), [(0, 0, 5, 5)]) == [False]
+
+
+def _blob(size: int, centre: tuple[int, int], sigma: float = 4.0, height: float = 1.0) -> np.ndarray:
+    y, x = np.mgrid[:size, :size]
+    return height * np.exp(-((x - centre[0]) ** 2 + (y - centre[1]) ** 2) / (2 * sigma**2))
+
+
+# two objects: left box x 5..19, right box x 40..54, both rows 20..39, on a 60 x 60 map
+TWO_BOXES = [(5, 20, 19, 39), (40, 20, 54, 39)]
+
+
+def test_object_scores_two_blobs_one_blob_and_a_blob_between():
+    two = _blob(60, (12, 30)) + _blob(60, (47, 30), height=0.8)
+    assert metrics.object_scores(two, TWO_BOXES).found.tolist() == [True, True]
+    assert metrics.object_scores(two, TWO_BOXES).objects_found == 1.0
+    one = _blob(60, (12, 30))
+    assert metrics.object_scores(one, TWO_BOXES).found.tolist() == [True, False]
+    assert metrics.object_scores(one, TWO_BOXES).objects_found == 0.5
+    # a broad blob between the boxes: its tails enter both, but neither holds a maximum of its own -> 0/2,
+    # though objects_reached (lenient) reaches both and the energy game gives the boxes most of the energy
+    between = _blob(60, (30, 30), sigma=12.0)
+    assert metrics.object_scores(between, TWO_BOXES).found.tolist() == [False, False]
+    assert metrics.objects_reached(between, TWO_BOXES, tolerance=15) == [True, True]
+    # a second blob too weak (0.4 < 0.5 of the peak) does not count
+    weak = _blob(60, (12, 30)) + _blob(60, (47, 30), height=0.4)
+    assert metrics.object_scores(weak, TWO_BOXES).found.tolist() == [True, False]
+    assert metrics.object_scores(weak, TWO_BOXES, threshold=0.3).found.tolist() == [True, True]
+
+
+def test_object_scores_a_peak_shared_by_two_boxes_counts_for_neither():
+    saliency = _blob(60, (30, 30))
+    overlapping = [(20, 20, 35, 40), (25, 20, 45, 40)]  # the peak (30, 30) lies in both
+    assert metrics.object_scores(saliency, overlapping).found.tolist() == [False, False]
+    apart = [(20, 20, 28, 40), (29, 20, 45, 40)]  # now only in the second
+    assert metrics.object_scores(saliency, apart).found.tolist() == [False, True]
+
+
+def test_object_energy_by_hand():
+    # a uniform map: every box holds exactly its area's share of the energy: ratio 1 (chance level)
+    uniform = np.ones((10, 10))
+    scores = metrics.object_scores(uniform, [(0, 0, 4, 4), (5, 5, 9, 6)])
+    assert scores.energy.tolist() == pytest.approx([1.0, 1.0])
+    # all energy in box A (25 of 100 pixels): A gets (1) / (0.25) = 4, B nothing: 0; the worst object is 0
+    saliency = np.zeros((10, 10))
+    saliency[0:5, 0:5] = 1.0
+    scores = metrics.object_scores(saliency, [(0, 0, 4, 4), (5, 5, 9, 9)])
+    assert scores.energy.tolist() == pytest.approx([4.0, 0.0])
+    assert scores.min_object_energy == 0.0
+    # 3 units in pixel (0, 0), 1 unit in pixel (9, 9): box of 1 pixel at (0, 0) holds 0.75 of the energy in
+    # 1 % of the area -> 75; box of 4 pixels (8..9, 8..9) holds 0.25 in 4 % -> 6.25
+    weighted = np.zeros((10, 10))
+    weighted[0, 0], weighted[9, 9] = 3.0, 1.0
+    scores = metrics.object_scores(weighted, [(0, 0, 0, 0), (8, 8, 9, 9)])
+    assert scores.energy.tolist() == pytest.approx([75.0, 6.25])
+    assert scores.found.tolist() == [True, False]  # (9, 9) is a local maximum, but 1.0 < 0.5 x the peak 3.0
+
+
+def test_object_scores_of_an_all_zero_map_and_bad_boxes():
+    scores = metrics.object_scores(np.zeros((10, 10)), [(0, 0, 4, 4), (5, 5, 9, 9)])
+    assert scores.found.tolist() == [False, False] and np.isnan(scores.energy).all()
+    with pytest.raises(ValueError, match="no boxes"):
+        metrics.object_scores(np.ones((10, 10)), [])
+    with pytest.raises(ValueError, match="one \\(H, W\\) map"):
+        metrics.object_scores(np.ones((2, 10, 10)), [(0, 0, 1, 1)])

@@ -161,6 +161,13 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
     assert Image.open(figures / "ablation_alexnet_pareto.png").size[0] > 0
 
 
+def test_report_does_not_call_a_model_files_weights_random(tmp_path):
+    # the smoke profile's weights=None applies to torchvision networks; a model file brings its own weights
+    params = {"profile": "smoke", "weights": None, "model_file": "/x/model.py", "output_dir": str(tmp_path)}
+    assert "RANDOM WEIGHTS" not in pipeline.report([], params)
+    assert "RANDOM WEIGHTS" in pipeline.report([], {**params, "model_file": None})
+
+
 def check_sanity_notebook(out: Path, figures: Path) -> None:
     """Notebook 07 as the smoke pipeline ran it (resnet18, random weights, 2 images, 4 coarse steps)."""
     table = pd.read_csv(figures / "sanity_resnet18_pass.csv", index_col=0)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .datasets import ImageRecord
+from .datasets import ImageRecord, load_batch
 from .models import ModelSpec
 from .plotting import finish_figure
 from .results import rows_for
@@ -39,8 +39,9 @@ METHOD = "Grad++ScoreCAM"
 #: Per-image metrics the table reports, as (summary column, better when higher).
 QUALITY = {"average_drop": False, "average_increase": True, "deletion_auc": False, "insertion_auc": True}
 # A layer with spatial structure after it, per model family (at layers followed directly by global average
-# pooling and a linear layer, mask_source makes no difference).
-_INNER_LAYERS = {"alexnet": "features.9", "vgg16": "features.22", "resnet": "layer3", "mobilenet_v2": "blocks.13"}
+# pooling and a linear layer, mask_source makes no difference). ResNets (ImageNet's layer1-4, CIFAR's
+# layer1-3) take the stage before their usual layer.
+_INNER_LAYERS = {"alexnet": "features.9", "vgg16": "features.22", "mobilenet_v2": "blocks.13"}
 
 
 def readings() -> list[dict[str, Any]]:
@@ -74,10 +75,15 @@ class Config:
 
 
 def default_layers(spec: ModelSpec) -> list[str]:
-    """The model's usual layer and, where one is known for its family, an inner layer."""
+    """The model's usual layer and, where one is known for its family, an inner layer (ResNets: the stage
+    before the usual one, ``layer3`` for ImageNet's ``layer4``, ``layer2`` for a CIFAR ResNet's ``layer3``)."""
     layers = [spec.target_layer]
     modules = dict(spec.model.named_modules())
-    for prefix, layer in _INNER_LAYERS.items():
+    inner = dict(_INNER_LAYERS)
+    stage = re.fullmatch(r"layer(\d+)", spec.target_layer)
+    if stage and int(stage.group(1)) > 1:
+        inner["resnet"] = f"layer{int(stage.group(1)) - 1}"  # layer4 -> layer3 (ImageNet), layer3 -> layer2 (CIFAR)
+    for prefix, layer in inner.items():
         if spec.name.lower().startswith(prefix) and layer in modules and layer not in layers:
             layers.append(layer)
     return layers
@@ -118,7 +124,8 @@ def run_ablation(
     images, same settings; only the explainer options differ, which is the point).
     """
     folder = Path(out_dir) / re.sub(r"[^A-Za-z0-9]+", "_", layer)
-    shortcut = followed_by_gap_linear(spec, layer)
+    # probed at the size of the images evaluated (224 x 224 for ImageNet networks, 32 x 32 for CIFAR ones)
+    shortcut = bool(records) and followed_by_gap_linear(spec, layer, input_size(spec, records))
     rows: list[dict[str, Any]] = []
     done: dict[str, dict[str, Any]] = {}
     per_image: dict[str, pd.DataFrame] = {}  # the per-image rows of each configuration, twins sharing one
@@ -155,16 +162,25 @@ def run_ablation(
     return pd.DataFrame(rows)
 
 
-def followed_by_gap_linear(spec: ModelSpec, layer: str, size: int = 224) -> bool:
+def input_size(spec: ModelSpec, records: Sequence[ImageRecord]) -> tuple[int, int]:
+    """(H, W) of the first record after the model's transform: the size the model is evaluated at."""
+    images, _ = load_batch(list(records[:1]), spec.transform)
+    return int(images.shape[-2]), int(images.shape[-1])
+
+
+def followed_by_gap_linear(spec: ModelSpec, layer: str, size: int | tuple[int, int]) -> bool:
     """Whether the model's logits are a linear layer of the global average pool of ``layer``'s output (CAM's
-    condition), checked on one random image."""
+    condition), checked on one random image of ``size`` (an int for a square, or (H, W): the size the model
+    is evaluated at, see :func:`input_size`)."""
     import torch
 
     from .errors import UnsupportedModelError
     from .explainers import CAM
 
+    height, width = (size, size) if isinstance(size, int) else size
     device = next(spec.model.parameters()).device
-    image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    channels = next((m.in_channels for m in spec.model.modules() if isinstance(m, torch.nn.Conv2d)), len(spec.mean))
+    image = torch.randn(1, channels, height, width, generator=torch.Generator().manual_seed(0)).to(device)
     try:
         CAM(spec.model, layer).explain(image)
     except UnsupportedModelError:

@@ -3,6 +3,8 @@
 * :func:`method_figure`: Figures 2–4, one row per image, the input and each method's map.
 * :func:`multi_object_figure`: Figure 5, images with several objects of the explained class, their boxes
   drawn, and how many of the objects each map reaches.
+* :func:`object_localization` and :func:`object_scores_per_image`: Figure 5 as a number, the per-object
+  localisation scores (:func:`gradscorecam.metrics.object_scores`) of every method on every image given.
 * :func:`faithfulness_table`: Table 1 next to the paper's numbers.
 
 Every function returns the table of what was computed, with how it was obtained (model, weights, layer,
@@ -23,10 +25,20 @@ import torch
 from matplotlib.figure import Figure
 
 from .comparison import MethodComparison, compare_methods, row_titles
-from .datasets import BUILTIN_PHOTOS, ImageRecord, builtin_images, imagenet_folder, labels_csv, load_batch, sample, two_cats_composite
+from .datasets import (
+    BUILTIN_PHOTOS,
+    ImageRecord,
+    builtin_images,
+    check_class_indices,
+    imagenet_folder,
+    labels_csv,
+    load_batch,
+    sample,
+    two_cats_composite,
+)
 from .datasets.builtin import COMPOSITE_ID
 from .explainers import METHODS
-from .metrics.localization import box_mask
+from .metrics.localization import object_scores, objects_reached
 from .models import ModelSpec, load_model
 from .plotting import finish_figure, method_grid, to_display_image
 from .torchutils import resolve_device
@@ -75,24 +87,36 @@ def figure_images(source: str, n: int, seed: int = 0) -> list[ImageRecord]:
     return sample(open_image_source(source), n, seed)
 
 
-def multi_object_images(source: str, n: int, seed: int = 0, min_boxes: int = 2) -> list[ImageRecord]:
-    """Figure 5's images: ``min_boxes`` or more ground-truth boxes of the image's class, sampled with ``seed``.
+def multi_object_images(source: str, n: int | None, seed: int = 0, min_boxes: int = 2,
+                        num_classes: int | None = None) -> list[ImageRecord]:  # fmt: skip
+    """Figure 5's images: ``min_boxes`` or more ground-truth boxes of the image's class, ``n`` of them sampled
+    with ``seed`` (None: all; samples are nested, so the first 3 are among the first 80).
 
     Without ImageNet (``"builtin"``), or when the source has no such image (a labels CSV without boxes), the
     bundled composite of two cats, whose boxes are known by construction; the latter with a warning that
-    says so.
+    says so. The composite is labelled with ImageNet class 281 (tabby): for a model with ``num_classes`` <= 281
+    outputs (a CIFAR-10 network) there is no image to show, and the result is empty, with a warning.
     """
     if source != "builtin":
         pool = [r for r in open_image_source(source) if len(r.boxes) >= min_boxes]
         if pool:
-            return sample(pool, min(n, len(pool)), seed)
+            return sample(pool, n, seed)
         warnings.warn(
             f"no image in {source} has {min_boxes} or more boxes of its class (Figure 5 needs boxes: an ImageNet "
             "folder with LOC_val_solution.csv or XML annotations, or a labels CSV with box columns); using the "
             "built-in two-cats composite instead.",
             stacklevel=2,
         )
-    return [two_cats_composite()]
+    composite = two_cats_composite()
+    if num_classes is not None and composite.class_index >= num_classes:
+        warnings.warn(
+            f"the built-in two-cats composite is labelled with ImageNet class {composite.class_index} (tabby), which a "
+            f"model with {num_classes} classes does not have: no multi-object image for this model. Give an image "
+            "source with boxes of the model's classes (a labels CSV with x0,y0,x1,y1 columns).",
+            stacklevel=2,
+        )
+        return []
+    return [composite]
 
 
 # ------------------------------------------------------------------------------------------ figures
@@ -114,7 +138,11 @@ def method_figure(
     boxes: bool = False,
     **explainer_options: Any,
 ) -> FigureResult:
-    """Figures 2–4: the input and each method's map for ``records``, explaining each image's top class."""
+    """Figures 2–4: the input and each method's map for ``records``, explaining each image's top class.
+
+    Raises ClassIndexError (naming the label's file and line) if a record's label is not one of the model's classes.
+    """
+    check_class_indices(records, len(spec.categories))
     device = next(spec.model.parameters()).device
     images, mapped_boxes = load_batch(records, spec.transform)
     images = images.to(device)
@@ -135,13 +163,15 @@ def multi_object_figure(
     *,
     title: str | None = None,
     threshold: float = 0.5,
-    tolerance: int = 15,
+    tolerance: float | None = None,
     **explainer_options: Any,
 ) -> FigureResult:
     """Figure 5: maps for the labelled class of images with several objects, boxes drawn, objects reached.
 
-    Beyond the paper: under each map, how many of the image's objects it reaches (see :func:`objects_reached`).
+    Beyond the paper: under each map, how many of the image's objects it reaches (see
+    :func:`~gradscorecam.metrics.objects_reached`; ``tolerance`` None: 15 px at 224 x 224, scaled to the input).
     """
+    check_class_indices(records, len(spec.categories))
     device = next(spec.model.parameters()).device
     images, mapped_boxes = load_batch(records, spec.transform)
     images = images.to(device)
@@ -166,25 +196,98 @@ def multi_object_figure(
     return FigureResult(figure, comparison, table)
 
 
-def objects_reached(saliency: torch.Tensor | np.ndarray, boxes: Sequence[Box], threshold: float = 0.5,
-                    tolerance: int = 15) -> list[bool]:  # fmt: skip
-    """Per box, whether the map reaches that object: its largest value within ``tolerance`` pixels of the box
-    is at least ``threshold`` of the map's maximum. The tolerance grows the box by that many pixels on every
-    side (a square neighbourhood, where :func:`~gradscorecam.metrics.pointing_game` measures distance).
+def object_localization(
+    spec: ModelSpec,
+    records: Sequence[ImageRecord],
+    methods: Sequence[str] = tuple(METHODS),
+    *,
+    threshold: float = 0.5,
+    progress: bool = True,
+    **explainer_options: Any,
+) -> pd.DataFrame:
+    """Figure 5 as a number: the per-object scores of each method's map for each image's labelled class.
 
-    A pointing game per box (Zhang et al. 2018 count only the global maximum, so at most one object per
-    image): a map that points at two objects with similar strength reaches both.
+    One row per (image, method, object): ``image_id``, ``method``, ``object`` (box number), ``box`` (in the
+    model input's pixels), ``found`` and ``energy`` (:func:`gradscorecam.metrics.object_scores`, with
+    ``threshold``), ``objects`` (the image's number of boxes), ``seconds`` (the method's time per image) and
+    ``model``, ``weights``, ``target_layer``.
+    Images are explained one at a time (memory does not grow with the number of images). A method not
+    defined for the model (CAM without a GAP head) has no rows; ``attrs["undefined"]`` says why.
+    Images whose boxes the transform cannot map are skipped and listed in ``attrs["skipped"]``.
     """
-    values = saliency.detach().cpu().numpy() if isinstance(saliency, torch.Tensor) else np.asarray(saliency)
-    peak = float(values.max())
-    if peak <= 0:
-        return [False] * len(boxes)
-    height, width = values.shape
-    found = []
-    for x0, y0, x1, y1 in boxes:
-        inside = box_mask((height, width), [(x0 - tolerance, y0 - tolerance, x1 + tolerance, y1 + tolerance)])  # clipped there
-        found.append(bool(values[inside].max() >= threshold * peak) if inside.any() else False)
-    return found
+    from tqdm.auto import tqdm
+
+    check_class_indices(records, len(spec.categories))
+    device = next(spec.model.parameters()).device
+    # the configuration, as the runner's rows carry it, so that compare() and summarize() can check it
+    where = {"model": spec.name, "weights": spec.weights, "target_layer": spec.target_layer}
+    rows: list[dict[str, Any]] = []
+    undefined: dict[str, str] = {}
+    skipped: list[str] = []
+    for record in tqdm(records, unit="img", desc="images", disable=not progress):
+        images, mapped = load_batch([record], spec.transform)
+        boxes = mapped[0]
+        if not boxes:
+            skipped.append(record.image_id)
+            continue
+        comparison = compare_methods(spec.model, spec.target_layer, images.to(device), [record.class_index], methods,
+                                     **explainer_options)  # fmt: skip
+        for method, maps in comparison.maps.items():
+            if isinstance(maps, str):
+                undefined[method] = " ".join(maps.split())
+                continue
+            scores = object_scores(maps[0], boxes, threshold)
+            for number, (box, found, energy) in enumerate(zip(boxes, scores.found, scores.energy)):
+                rows.append({"image_id": record.image_id, "method": method, "object": number, "box": tuple(box),
+                             "objects": len(boxes), "found": bool(found), "energy": float(energy),
+                             "seconds": comparison.seconds[method], **where})  # fmt: skip
+    table = pd.DataFrame(rows, columns=["image_id", "method", "object", "box", "objects", "found", "energy", "seconds",
+                                        *where])  # fmt: skip
+    table.attrs.update(undefined=undefined, skipped=skipped, threshold=threshold,
+                       provenance=provenance(spec, device))  # fmt: skip
+    return table
+
+
+#: Figure 5's per-image scores for :func:`gradscorecam.compare` (``metrics=``): both higher is better.
+OBJECT_METRICS: dict[str, tuple[str, str]] = {
+    "objects_found": ("higher", "continuous"),
+    "min_object_energy": ("higher", "continuous"),
+}
+
+
+def object_scores_per_image(objects: pd.DataFrame) -> pd.DataFrame:
+    """Per (image, method), from :func:`object_localization`'s rows: ``objects``, ``objects_found`` (share of
+    the image's objects found, in [0, 1]), ``min_object_energy`` (the worst-served object's energy ratio) and
+    ``seconds`` (and the configuration columns): the per-image values whose means, intervals and paired
+    comparisons the notebook reports."""
+    keys = ["image_id", "method", *[c for c in ("model", "weights", "target_layer") if c in objects.columns]]
+    grouped = objects.groupby(keys, sort=False)
+    table = grouped.agg(objects=("objects", "first"), objects_found=("found", "mean"),
+                        min_object_energy=("energy", "min"), seconds=("seconds", "first")).reset_index()  # fmt: skip
+    table["objects_found"] = table["objects_found"].astype(float)
+    table.attrs.update(objects.attrs)
+    return table
+
+
+def object_summary(per_image: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Per method, the means of :func:`object_scores_per_image`'s scores over the images with their 95 %
+    percentile-bootstrap intervals (:func:`gradscorecam.summary.summarize`, 2000 resamples, ``seed``): objects
+    found in percent, the worst-served object's energy ratio (1 = a uniform map), images and objects."""
+    from .summary import summarize
+
+    metrics = tuple((name, name) for name in OBJECT_METRICS)
+    summary = summarize(per_image, seed=seed, metrics=metrics)
+    table = pd.DataFrame(index=summary.index)
+    found = summary["objects_found"] * 100
+    table["objects found %"] = found.round(1)
+    table["objects found % 95% CI"] = [f"[{lo * 100:.1f}, {hi * 100:.1f}]" for lo, hi in zip(summary["objects_found_low"], summary["objects_found_high"])]
+    table["min object energy"] = summary["min_object_energy"].round(2)
+    table["min object energy 95% CI"] = [f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(summary["min_object_energy_low"], summary["min_object_energy_high"])]
+    table["images"] = summary["objects_found_n"].astype(int)
+    objects = per_image.groupby("method")["objects"].sum()
+    table["objects"] = [int(objects.get(m, 0)) for m in table.index]
+    table["s/image"] = summary["seconds_per_image"].round(3)
+    return table
 
 
 def _figure_table(spec: ModelSpec, records: Sequence[ImageRecord], comparison: MethodComparison,

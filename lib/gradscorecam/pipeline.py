@@ -247,7 +247,7 @@ def report(runs: Sequence[NotebookRun], params: dict[str, Any]) -> str:
         if nested:
             folders = sorted({str(results / p.relative_to(results).parts[0]) for p in nested})
             lines.append(f"      and {len(nested)} results files under {', '.join(folders)}")
-    if params.get("weights") is None:
+    if params.get("weights") is None and not params.get("model_file"):  # a model file brings its own weights
         lines.append("  Made with RANDOM WEIGHTS: a pipeline check only, not a result.")
     return "\n".join(lines)
 
@@ -262,7 +262,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model-file", help="a Python file whose build_model() returns the model to explain instead of the torchvision networks")
     run.add_argument("--images", dest="image_source", help="a labels CSV or an ImageNet validation folder to take the images from")
     run.add_argument("--imagenet-val", help="ILSVRC2012 validation folder (paper profile; or set IMAGENET_VAL)")
-    run.add_argument("--n-images", type=int, help="number of images for Table 1 (default: the profile's)")
+    run.add_argument("--n-images", type=int, help="number of images for Table 1, and the most images with several boxes for Figure 5's per-object scores (default: the profile's)")
     run.add_argument("--seed", type=int, help="seed of the random image sample (default 0)")
     run.add_argument("--batch-size", type=int, help="masked inputs per forward pass of the score-based methods")
     run.add_argument("--shard-index", type=int, help="Table 1: which shard of the images this job runs (0-based)")

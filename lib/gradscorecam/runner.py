@@ -47,7 +47,7 @@ from typing import Any, Literal
 import pandas as pd
 import torch
 
-from .datasets.records import ImageRecord, load_batch
+from .datasets.records import ImageRecord, check_class_indices, load_batch
 from .datasets.sampling import write_image_list
 from .errors import UnsupportedModelError
 from .explainers import METHODS, BaseCAM, make_explainer
@@ -120,6 +120,7 @@ def evaluate(
     unknown = set(explainer_options or {}) - set(names)
     if unknown:
         raise ValueError(f"explainer_options for methods not evaluated: {sorted(unknown)}")
+    check_class_indices(records, len(spec.categories))  # labels of another data set fail here, naming the line
     layer = target_layer or spec.target_layer
     model = spec.model.to(device).eval()
     given = {name: dict((explainer_options or {}).get(name, {})) for name in names}

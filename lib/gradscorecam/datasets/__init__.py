@@ -9,7 +9,7 @@ from .boxes import Box, map_boxes
 from .builtin import BUILTIN_PHOTOS, builtin_images, two_cats_composite
 from .imagenet import imagenet_folder, imagenet_wnids, read_devkit_ground_truth, read_loc_solution, wnid_to_index
 from .labels_csv import labels_csv
-from .records import IMAGE_EXTENSIONS, ImageRecord, load_batch, load_rgb
+from .records import IMAGE_EXTENSIONS, ImageRecord, check_class_indices, load_batch, load_rgb
 from .sampling import read_image_list, sample, write_image_list
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageRecord",
     "builtin_images",
+    "check_class_indices",
     "imagenet_folder",
     "imagenet_wnids",
     "labels_csv",

@@ -48,6 +48,7 @@ def labels_csv(path: str | Path, root: str | Path | None = None) -> list[ImageRe
             )
         has_boxes = set(BOX_COLUMNS) <= columns
         entries: dict[str, tuple[Path, int, list[Box]]] = {}
+        origins: dict[str, str] = {}
         for line, row in enumerate(reader, start=2):
             where = f"{path}, line {line}"
             file = (row.get("file") or "").strip()
@@ -68,6 +69,7 @@ def labels_csv(path: str | Path, root: str | Path | None = None) -> list[ImageRe
                 if not image_path.is_file():
                     raise DataSourceError(f"{where}: image file not found: {image_path}")
                 entries[image_id] = (image_path, class_index, [])
+                origins[image_id] = where
             elif entries[image_id][1] != class_index or entries[image_id][0] != image_path:
                 raise DataSourceError(f"{where}: {image_id!r} appears again with another file or class.")
             if has_boxes:
@@ -76,7 +78,7 @@ def labels_csv(path: str | Path, root: str | Path | None = None) -> list[ImageRe
                     entries[image_id][2].append(box)
     if not entries:
         raise DataSourceError(f"{path} lists no images.")
-    return [ImageRecord(image_id, p, c, tuple(b)) for image_id, (p, c, b) in entries.items()]
+    return [ImageRecord(image_id, p, c, tuple(b), origins[image_id]) for image_id, (p, c, b) in entries.items()]
 
 
 def _class_index(value: str | None, where: str) -> int:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataSourceError
+from ..errors import ClassIndexError, DataSourceError
 from .boxes import Box, map_boxes
 
 #: File name endings read as images (those of torchvision's ImageFolder, lower case).
@@ -27,12 +27,30 @@ class ImageRecord:
         class_index: the class explained, in the model's output order (torchvision order for ImageNet).
         boxes: bounding boxes of that class, ``(x0, y0, x1, y1)`` in pixels of the original image, corners
             inclusive; empty when the source has none.
+        origin: where the label was read (``"labels.csv, line 7"``), for error messages; not compared.
     """
 
     image_id: str
     path: Path
     class_index: int
     boxes: tuple[Box, ...] = ()
+    origin: str = field(default="", compare=False)
+
+
+def check_class_indices(records: Sequence[ImageRecord], num_classes: int) -> None:
+    """Raise :class:`~gradscorecam.errors.ClassIndexError` for the first record whose class index is not one of
+    a model's ``num_classes`` outputs, naming the file and line the label came from and the model's number of
+    classes. Without it, labels of another data set (ImageNet's 281 for a 10-class CIFAR model) would be
+    evaluated as if they were the model's classes.
+    """
+    for record in records:
+        if not 0 <= record.class_index < num_classes:
+            where = record.origin or f"{record.path} ({record.image_id})"
+            raise ClassIndexError(
+                f"{where}: class index {record.class_index} is outside the model's {num_classes} classes "
+                f"(valid indices 0..{num_classes - 1}). Are these labels for another model or data set (e.g. "
+                "ImageNet labels with a CIFAR-10 model)? Use labels in the model's class order."
+            )
 
 
 def load_rgb(path: str | Path) -> Image.Image:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from ..errors import InputImageError, TargetLayerError
 from ..torchutils import model_state_guard
 from .capture import forward_with_capture
+from .checks import check_finite
 from .layers import LayerSpec, resolve_target_layer
 from .postprocess import finalize
 from .targets import Targets, resolve_targets
@@ -202,6 +203,7 @@ class BaseCAM:
                 f"images must be a float tensor normalised for the model, got dtype {images.dtype}; "
                 "use the model's transform (ToTensor + Normalize) rather than raw uint8 pixels."
             )
+        check_finite(images, "the images passed to the explainer")
         expected = _first_conv_channels(self.model)
         if expected is not None and images.shape[1] != expected:
             hint = (

@@ -9,12 +9,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..explainers.checks import check_finite
 from ..explainers.targets import Targets, check_class_range, class_indices
 from ..torchutils import model_state_guard
 
 
 def check_saliency(images: Tensor, saliency: Tensor) -> Tensor:
-    """``saliency`` as (B, H, W) on the images' device; ValueError unless it matches the (B, C, H, W) images."""
+    """``saliency`` as (B, H, W) on the images' device; ValueError unless it matches the (B, C, H, W) images,
+    InputImageError for NaN or inf in either (so no metric computes a score from a non-finite input)."""
+    check_finite(images, "the images passed to the metric")
+    check_finite(saliency, "the saliency maps passed to the metric")
     if saliency.dim() == 4 and saliency.shape[1] == 1:
         saliency = saliency[:, 0]
     if saliency.dim() != 3 or saliency.shape[0] != images.shape[0] or saliency.shape[-2:] != images.shape[-2:]:
