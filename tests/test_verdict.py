@@ -216,3 +216,17 @@ def test_claim_verdicts_from_compare_end_to_end():
                  "Score-CAM": {"drop": [9, 18, 27, 36, 45, 54], "increase": [0] * 6, "seconds": [4] * 6}})  # fmt: skip
     verdicts = claim_verdicts(compare(df, n_resamples=1000)).set_index("claim")["verdict"]
     assert verdicts.tolist() == ["holds", "fails", "cannot tell at N = 6", "cannot tell at N = 6", "holds"]
+
+
+def test_command_line_prints_and_writes_the_same_numbers(tmp_path, capsys):
+    from gradscorecam.verdict import main
+
+    path = tmp_path / "results.csv"
+    _hand_frame().to_csv(path, index=False)
+    assert main([str(path), "--n-resamples", "2000", "--output", str(tmp_path / "verdict.csv")]) == 0
+    printed = capsys.readouterr().out
+    written = pd.read_csv(tmp_path / "verdict.csv").set_index("metric")
+    assert written.loc["drop", "mean_difference"] == -3.5 and written.loc["drop", "p_value"] == pytest.approx(2 / 64)
+    claims = pd.read_csv(tmp_path / "verdict.claims.csv").set_index("claim")
+    assert claims.loc["Grad++ScoreCAM has a lower Average Drop than Score-CAM", "verdict"] == "holds"
+    assert "6 images" in printed and "holds" in printed

@@ -310,3 +310,45 @@ def _ratio_interval(a: np.ndarray, b: np.ndarray, confidence: float, n_resamples
         random_state=np.random.default_rng(seed),
     )  # fmt: skip
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+# ----------------------------------------------------------------------------------------- command line
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m gradscorecam.verdict RESULTS [RESULTS ...]``: the paired comparison and the claims' verdicts
+    of one results file (or the shards of one run), as the README's verdicts were made."""
+    import argparse
+
+    from .results import merge_results
+
+    parser = argparse.ArgumentParser(prog="python -m gradscorecam.verdict", description=main.__doc__)
+    parser.add_argument("results", nargs="+", help="results file(s) of gradscorecam.evaluate (.csv or .parquet)")
+    parser.add_argument("--method", default="Grad++ScoreCAM", help="the method under test")
+    parser.add_argument("--baselines", nargs="*", default=None, help="default: every other method in the file")
+    parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument("--n-resamples", type=int, default=10000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", help="also write the comparison to this CSV (and the claims beside it)")
+    args = parser.parse_args(argv)
+    df = merge_results(args.results)
+    table = compare(df, args.method, args.baselines, args.confidence, args.n_resamples, args.seed)
+    claims = claim_verdicts(table, args.method)
+    first = df.iloc[0]
+    print(f"{first.get('model')} [{first.get('weights')}] layer {first.get('target_layer')}, "
+          f"{df['image_id'].nunique()} images, {first.get('score')} scores, masking in the {first.get('masking')} "
+          f"space, seed {first.get('seed')}; paired over images, {args.confidence:.0%} percentile bootstrap "
+          f"({args.n_resamples} resamples, seed {args.seed})")  # fmt: skip
+    with pd.option_context("display.width", 220, "display.max_columns", 30, "display.max_colwidth", 60):
+        shown = ["baseline", "metric", "n", "method_mean", "baseline_mean", "mean_difference", "low", "high",
+                 "p_value", "better", "ratio", "ratio_low", "ratio_high"]  # fmt: skip
+        print(table[shown].round(4).to_string(index=False))
+        print()
+        print(claims[["claim", "verdict", "n", "mean_difference", "low", "high", "p_value", "ratio"]].round(4)
+              .to_string(index=False))  # fmt: skip
+    if args.output:
+        table.to_csv(args.output, index=False)
+        claims.to_csv(str(args.output).removesuffix(".csv") + ".claims.csv", index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
