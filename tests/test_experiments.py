@@ -92,16 +92,31 @@ def test_faithfulness_table_next_to_the_paper(tmp_path):
     plt.close(chart)
 
 
-def test_channel_budgets_from_the_recorded_options_else_the_class_default():
-    options = '{"Grad++ScoreCAM": {"batch_size": 8, "max_channels": 16}, "Score-CAM": {"max_channels": 16}}'
-    results = pd.DataFrame({"method": ["Score-CAM", "Grad++ScoreCAM", "Grad-CAM"], "explainer_options": options})
-    assert experiments.channel_budgets(results) == {"Score-CAM": "16 channels", "Grad++ScoreCAM": "16 channels"}
-    # not passed: the class's own default ran (Grad++ScoreCAM scores 64 channels, Score-CAM all)
-    results["explainer_options"] = "{}"
-    budgets = experiments.channel_budgets(results)
-    assert budgets["Grad++ScoreCAM"] == "64 channels" and budgets["Score-CAM"] == "every channel"
-    results["explainer_options"] = '{"Score-CAM": {"max_channels": "all"}}'
-    assert experiments.channel_budgets(results[results["method"] == "Score-CAM"]) == {"Score-CAM": "every channel"}
+def test_recorded_budgets_read_each_methods_own_rows(tmp_path):
+    """From real runner rows (each row records its own explainer's options): what ran, also for a default."""
+    import torch
+    from torch import nn
+
+    from gradscorecam import evaluate
+    from gradscorecam.explainers import describe_channel_budgets
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 10))
+    spec = tiny_spec(net, "1")
+    records = random_image_records(tmp_path, 1)
+    options = {"Score-CAM": {"max_channels": 3}}  # Grad++ScoreCAM left at its default
+    results = evaluate(spec, records, ["Score-CAM", "Grad++ScoreCAM", "Grad-CAM"], tmp_path / "r.csv",
+                       deletion_steps=0, explainer_options=options, progress=False)  # fmt: skip
+    budgets = experiments.recorded_budgets(results)
+    assert budgets == {"Score-CAM": 3, "Grad++ScoreCAM": 64}
+    assert describe_channel_budgets(budgets).startswith("Score-CAM: at most 3 channels per image")
+    caption = experiments.table1_caption(spec, _summary(), "builtin", records, seed=0, score="logit",
+                                         masking="normalized", budgets=budgets)  # fmt: skip
+    assert "Score-CAM: at most 3 channels" in caption and "Grad++ScoreCAM: at most 64 channels" in caption
+    # a file written before effective options were recorded cannot say what ran: refuse rather than guess
+    old = results.assign(explainer_options="{}")
+    with pytest.raises(ValueError, match="do not record one channel budget for Score-CAM"):
+        experiments.recorded_budgets(old)
 
 
 def test_table1_caption_says_what_ran(vgg_net):
@@ -109,11 +124,11 @@ def test_table1_caption_says_what_ran(vgg_net):
     spec = tiny_spec(vgg_net, "features.4", "resnet20_cifar10")
     caption = experiments.table1_caption(spec, _summary(), "../shared/data/cifar10_samples/labels.csv", records, seed=0,
                                          score="logit", masking="normalized",
-                                         budgets={"Score-CAM": "every channel", "Grad++ScoreCAM": "64 channels"})  # fmt: skip
+                                         budgets={"Score-CAM": "all", "Grad++ScoreCAM": 64})  # fmt: skip
     assert "ImageNet" not in caption
     assert "3 image(s) from ../shared/data/cifar10_samples/labels.csv, N = 30 with values" in caption
     assert "Average Drop/Increase on logits" in caption and "Deletion/Insertion AUC always on softmax probabilities" in caption
-    assert "channel budget: Score-CAM every channel, Grad++ScoreCAM 64 channels" in caption
+    assert "channels scored: Score-CAM: every non-constant channel; Grad++ScoreCAM: at most 64 channels" in caption
     assert "(paper, VGG16): the paper's Table 1, measured on VGG16, another network than resnet20_cifar10" in caption
     assert caption.startswith("RANDOM WEIGHTS")  # tiny_spec's weights are random
     probability = experiments.table1_caption(dataclasses.replace(spec, name="vgg16"), _summary(), "builtin", records,

@@ -287,6 +287,17 @@ def test_object_scores_a_peak_shared_by_two_boxes_counts_for_neither():
     assert metrics.object_scores(saliency, apart).found.tolist() == [False, True]
 
 
+def test_object_scores_count_a_plateau_as_one_maximum():
+    # a uniform map is one flat maximum over both boxes: neither box holds a maximum of its own
+    assert metrics.object_scores(np.ones((60, 60)), TWO_BOXES).found.tolist() == [False, False]
+    # one flat-topped blob covering both boxes: one maximum, shared -> 0/2
+    flat = np.minimum(_blob(60, (30, 30), sigma=20.0), 0.7)
+    assert metrics.object_scores(flat, TWO_BOXES).found.tolist() == [False, False]
+    # two flat-topped blobs, one per box: two separate plateaus -> 2/2
+    two = np.minimum(_blob(60, (12, 30)), 0.6) + np.minimum(_blob(60, (47, 30)), 0.6)
+    assert metrics.object_scores(two, TWO_BOXES).found.tolist() == [True, True]
+
+
 def test_object_energy_by_hand():
     # a uniform map: every box holds exactly its area's share of the energy: ratio 1 (chance level)
     uniform = np.ones((10, 10))

@@ -243,6 +243,22 @@ def test_unreadable_image_stops_the_run_naming_the_file(records, tmp_path):
     assert len(read_results(tmp_path / "r.csv")) == 4  # the images before it are kept; fix it and rerun
 
 
+def test_an_input_with_nan_stops_the_run_naming_the_image(records, tmp_path):
+    from gradscorecam.errors import InputImageError
+
+    def poisoned(image: Image.Image) -> torch.Tensor:  # a transform that breaks on one image
+        tensor = TRANSFORM(image)
+        if image.size == (41, 30):
+            tensor[0, 3, 3] = float("nan")
+        return tensor
+
+    Image.open(records[3].path).resize((41, 30)).save(records[3].path)
+    spec = ModelSpec(small_gap_net(), poisoned, "layer", tuple("abcdefghij"), (0.5,) * 3, (0.25,) * 3, "toy", "w")
+    with pytest.raises(InputImageError, match=r"image im3 \(.*im3.png\): the images passed to the explainer hold NaN"):
+        evaluate(spec, records, METHODS, tmp_path / "r.csv", deletion_steps=4, progress=False, batch_size=8)
+    assert sorted(set(read_results(tmp_path / "r.csv")["image_id"])) == ["im0", "im1", "im2"]
+
+
 def test_label_target_and_random_weights_warning(records, tmp_path):
     spec = ModelSpec(small_gap_net(), TRANSFORM, "layer", tuple("abcdefghij"), (0.5,) * 3, (0.25,) * 3, "toy",
                      "random (weights=None, torch seed 0)")  # fmt: skip

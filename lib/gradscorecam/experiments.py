@@ -14,7 +14,7 @@ images, device), so that a notebook can print it under the figure.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from .datasets import (
     two_cats_composite,
 )
 from .datasets.builtin import COMPOSITE_ID
-from .explainers import METHODS
+from .explainers import METHODS, describe_channel_budgets
 from .metrics.localization import object_scores, objects_reached
 from .models import ModelSpec, load_model
 from .plotting import finish_figure, method_grid, to_display_image
@@ -203,6 +203,7 @@ def object_localization(
     *,
     threshold: float = 0.5,
     progress: bool = True,
+    min_boxes: int = 2,
     **explainer_options: Any,
 ) -> pd.DataFrame:
     """Figure 5 as a number: the per-object scores of each method's map for each image's labelled class.
@@ -213,7 +214,9 @@ def object_localization(
     ``model``, ``weights``, ``target_layer``.
     Images are explained one at a time (memory does not grow with the number of images). A method not
     defined for the model (CAM without a GAP head) has no rows; ``attrs["undefined"]`` says why.
-    Images whose boxes the transform cannot map are skipped and listed in ``attrs["skipped"]``.
+    Images left with fewer than ``min_boxes`` boxes once the transform has mapped them (a centre crop can cut
+    an object off) are skipped and listed in ``attrs["skipped"]``: a single box would be a pointing-game hit,
+    not the "every object" this score is for.
     """
     from tqdm.auto import tqdm
 
@@ -227,7 +230,7 @@ def object_localization(
     for record in tqdm(records, unit="img", desc="images", disable=not progress):
         images, mapped = load_batch([record], spec.transform)
         boxes = mapped[0]
-        if not boxes:
+        if len(boxes) < min_boxes:
             skipped.append(record.image_id)
             continue
         comparison = compare_methods(spec.model, spec.target_layer, images.to(device), [record.class_index], methods,
@@ -351,30 +354,27 @@ def faithfulness_table(summary: pd.DataFrame, paper: pd.DataFrame | None = None)
     return table
 
 
-def channel_budgets(results: pd.DataFrame, methods: Sequence[str] = ("Score-CAM", "Grad++ScoreCAM")) -> dict[str, str]:
-    """The channel budget each score-based method in ``results`` ran with, in words ("64 channels", "every channel").
+def recorded_budgets(results: pd.DataFrame, methods: Sequence[str] = ("Score-CAM", "Grad++ScoreCAM")) -> dict[str, Any]:
+    """The ``max_channels`` each score-based method in ``results`` ran with, as its rows record it.
 
-    Read from the run's recorded ``explainer_options`` (the configuration stored with every row) when it holds
-    ``max_channels`` for the method; otherwise the option was not passed, and the class's own default applied
-    (read from its constructor's signature). ``None`` and ``"all"`` mean every channel.
+    Every row's ``explainer_options`` is the JSON of its own explainer's effective ``options()`` (defaults
+    included, see :func:`gradscorecam.evaluate`), so this reads what ran, not what a default says today. Rows
+    without a recorded budget (a file written before options were recorded) raise ValueError: the caption
+    would otherwise have to guess. Describe the result with
+    :func:`gradscorecam.explainers.describe_channel_budgets`.
     """
-    import inspect
     import json
 
-    recorded: dict[str, Any] = {}
-    if "explainer_options" in results.columns and len(results):
-        text = str(results["explainer_options"].iloc[0])
-        recorded = json.loads(text) if text.strip().startswith("{") else {}
-    budgets = {}
+    budgets: dict[str, Any] = {}
     for method in methods:
-        if method not in set(results["method"]):
+        rows = results.loc[results["method"] == method, "explainer_options"] if "explainer_options" in results else []
+        if not len(rows):
             continue
-        options = recorded.get(method, {})
-        if "max_channels" in options:
-            budget = options["max_channels"]
-        else:
-            budget = inspect.signature(METHODS[method].__init__).parameters["max_channels"].default
-        budgets[method] = "every channel" if budget in (None, "all") else f"{budget} channels"
+        recorded = {json.dumps(json.loads(str(text)).get("max_channels")) for text in rows}
+        if len(recorded) != 1 or recorded == {"null"}:
+            raise ValueError(f"the results do not record one channel budget for {method} (found {sorted(recorded)}); "
+                             "they were written before explainer options were recorded, or mix budgets")  # fmt: skip
+        budgets[method] = json.loads(recorded.pop())
     return budgets
 
 
@@ -387,12 +387,12 @@ def table1_caption(
     seed: int,
     score: str,
     masking: str,
-    budgets: dict[str, str] | None = None,
+    budgets: Mapping[str, Any] | None = None,
     paper: bool = True,
 ) -> str:
     """Table 1's caption: model, weights, layer, the images as they are (:func:`describe_source`, never "ImageNet"
     for another source), N, seed, score and masking, what Deletion/Insertion score, the channel budgets of the
-    score-based methods (:func:`channel_budgets`), and that the paper's columns are VGG16 numbers."""
+    score-based methods (:func:`recorded_budgets`), and that the paper's columns are VGG16 numbers."""
     n = int(summary["average_drop_n"].max()) if "average_drop_n" in summary else len(records)
     parts = [
         f"Table 1 reproduced: {spec.name} ({spec.weights}), layer {spec.target_layer}",
@@ -403,7 +403,7 @@ def table1_caption(
         f"masking in the {masking} input space",
     ]
     if budgets:
-        parts.append("channel budget: " + ", ".join(f"{m} {b}" for m, b in budgets.items()))
+        parts.append("channels scored: " + describe_channel_budgets(budgets))
     if paper:
         vgg = spec.name.lower().startswith("vgg16")
         parts.append(f"columns {PAPER_LABEL}: the paper's Table 1, measured on VGG16"

@@ -208,7 +208,11 @@ class ResultsStore:
             stored = json.loads(self.sidecar.read_text())
             stored_options = stored.get("explainer_options", {})
             if not isinstance(stored_options, dict):  # written before the effective options were recorded
-                stored_options = {m: {"options as passed": stored_options} for m in self.options}
+                raise ResultsMismatchError(
+                    f"{self.path} was written before explainers' effective options were recorded, so what its rows "
+                    "ran cannot be checked against this run. Use another out_path, or pass overwrite=True to "
+                    "discard it."
+                )
         else:
             existing = read_results(self.path)
             if len(existing):

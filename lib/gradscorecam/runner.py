@@ -49,7 +49,7 @@ import torch
 
 from .datasets.records import ImageRecord, check_class_indices, load_batch
 from .datasets.sampling import write_image_list
-from .errors import UnsupportedModelError
+from .errors import InputImageError, UnsupportedModelError
 from .explainers import METHODS, BaseCAM, make_explainer
 from .metrics.deletion import deletion_auc, insertion_auc
 from .metrics.faithfulness import MASKINGS, SCORES, drop_percent, explanation_scores, increase_percent
@@ -60,7 +60,6 @@ from .torchutils import synchronize
 from .version import library_version
 
 TargetChoice = Literal["predicted", "label"]
-
 
 
 def evaluate(
@@ -152,10 +151,14 @@ def evaluate(
                     continue
                 bar.set_postfix_str(f"{record.image_id[-24:]} {name}", refresh=False)
                 torch.manual_seed(seed)
-                row = _evaluate_one(
-                    explainers[name], name, spec, images, target, boxes[0], device, batch_size, score, masking,
-                    top_percent, deletion_steps,
-                )
+                try:
+                    row = _evaluate_one(
+                        explainers[name], name, spec, images, target, boxes[0], device, batch_size, score, masking,
+                        top_percent, deletion_steps,
+                    )
+                except InputImageError as error:  # say which image: the explainer only sees "item 0"
+                    where = record.origin or record.path
+                    raise InputImageError(f"image {record.image_id} ({where}): {error}") from error
                 store.append({"image_id": record.image_id, "label": record.class_index, "class_index": target,
                               "predicted": predicted, "method": name, **row, **config,
                               "explainer_options": json.dumps(options[name], sort_keys=True, default=str),
@@ -276,9 +279,11 @@ def _build_explainer(
         return error
 
 
-#: Options that change how the work is chunked and reported, not what is computed: left out of the recorded
-#: configuration, so that resuming with another batch size (e.g. on another GPU) is allowed.
-NOT_RECORDED = ("batch_size", "progress")
+#: Options that change how the work is chunked, laid out in memory or reported, not what is computed (the maps
+#: agree to float32 rounding, tests/test_speed.py): left out of the recorded configuration, so that resuming
+#: with another batch size or on another device is allowed. ``fuse_batchnorm`` and ``autocast`` stay recorded:
+#: folding changes the rounding, autocast the precision.
+NOT_RECORDED = ("batch_size", "progress", "channels_last", "cudnn_benchmark")
 
 
 def _recorded_options(explainer: BaseCAM | UnsupportedModelError, given: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,10 +22,13 @@ inside when x0 <= x <= x1 and y0 <= y <= y1. Each image has a list of boxes (all
 * **Per-object localisation** (:func:`object_scores`), a score that can fail, for the claim that a method
   finds *every* object of the class:
 
-  - *found*: box b holds its own local maximum of the map, i.e. a pixel p inside b and inside no other box
-    of the image with S_p >= S_q for its 8 neighbours q and S_p >= ``threshold`` · max S (0.5). A single
-    blob over one object, or between two objects, finds at most that one (or none): its tail entering the
-    other box is not a maximum there. ``objects_found`` is the share of the image's boxes found.
+  - *found*: box b holds its own local maximum of the map: a connected region R of pixels p with
+    S_p >= S_q for their 8 neighbours q and S_p >= ``threshold`` · max S (0.5) that overlaps b and no other
+    box of the image. Regions, not pixels, because a plateau (a flat map, a flat blob, the flat strips that
+    upsampling leaves) is one maximum however many pixels it has: a uniform map, or one flat blob over two
+    boxes, finds neither. A single blob over one object, or between two objects, finds at most that one (or
+    none): its tail entering the other box is not a maximum there. ``objects_found`` is the share of the
+    image's boxes found.
   - *energy*: the box's share of the map's energy over its share of the image's area,
 
     .. math::
@@ -168,9 +171,16 @@ def object_scores(saliency: Tensor | np.ndarray, boxes: Sequence[Box], threshold
     height, width = values.shape
     peak, total = float(values.max()), float(values.sum())
     masks = [box_mask(values.shape, [box]) for box in boxes]
-    coverage = np.sum(masks, axis=0)  # how many boxes hold each pixel
-    peaks = _local_maxima(values) & (values >= threshold * peak) if peak > 0 else np.zeros_like(values, dtype=bool)
-    found = np.array([bool((peaks & mask & (coverage == 1)).any()) for mask in masks])
+    found = np.zeros(len(boxes), dtype=bool)
+    if peak > 0:
+        from scipy import ndimage  # only this metric needs it; importing the metrics stays light
+
+        peaks = _local_maxima(values) & (values >= threshold * peak)
+        regions, count = ndimage.label(peaks, structure=np.ones((3, 3), dtype=bool))
+        for region in range(1, count + 1):
+            touched = [i for i, mask in enumerate(masks) if (mask & (regions == region)).any()]
+            if len(touched) == 1:  # a maximum shared by two boxes (or overlapping ones) is neither's own
+                found[touched[0]] = True
     if total > 0:
         energy = np.array([(values[mask].sum() / total) / (mask.sum() / (height * width)) for mask in masks])
     else:
