@@ -152,7 +152,7 @@ def test_resuming_after_a_default_changed_names_the_option(records, tmp_path, mo
     out = tmp_path / "r.csv"
     evaluate(_spec(), records[:2], ["Grad++ScoreCAM"], out, deletion_steps=0, progress=False)
     # a later version of the library changes Grad++ScoreCAM's default budget; nobody passes max_channels
-    monkeypatch.setitem(GradPlusPlusScoreCAM.__init__.__kwdefaults__, "max_channels", 8)
+    monkeypatch.setattr(GradPlusPlusScoreCAM, "default_max_channels", 8)
     with pytest.raises(ResultsMismatchError, match=r"explainer option Grad\+\+ScoreCAM\.max_channels: stored 64, now 8"):
         evaluate(_spec(), records[:3], ["Grad++ScoreCAM"], out, deletion_steps=0, progress=False)
     (tmp_path / "r.csv.config.json").unlink()  # the rows carry the options too

@@ -112,7 +112,7 @@ class GradPlusPlusScoreCAM(ScoreBasedCAM):
     and ``baseline_score`` (B,) (zeros when ``baseline=None``).
     """
 
-    #: the budget ``max_channels=None`` (not given) stands for
+    #: the budget ``max_channels=None`` (not given, the signature's default) stands for: the one place it is set
     default_max_channels: Budget = 64
 
     def __init__(
@@ -124,7 +124,7 @@ class GradPlusPlusScoreCAM(ScoreBasedCAM):
         perturb: PerturbSpace = "input",
         baseline: Baseline = "zeros",
         combine: Combine = "score",
-        max_channels: Budget | None = 64,
+        max_channels: Budget | None = None,
         eps: float = 0.0,
         **kwargs: object,
     ) -> None:

@@ -65,7 +65,7 @@ class ScoreCAM(ScoreBasedCAM):
     """
 
     backward_on_clean_image = False
-    #: the budget ``max_channels=None`` (not given) stands for
+    #: the budget ``max_channels=None`` (not given, the signature's default) stands for: the one place it is set
     default_max_channels: Budget = ALL_CHANNELS
 
     def __init__(
@@ -74,7 +74,7 @@ class ScoreCAM(ScoreBasedCAM):
         target_layer: LayerSpec,
         *,
         variant: ScoreCAMVariant = "authors",
-        max_channels: Budget | None = ALL_CHANNELS,
+        max_channels: Budget | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(model, target_layer, **kwargs)  # type: ignore[arg-type]
