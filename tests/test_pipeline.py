@@ -184,8 +184,9 @@ def check_sanity_notebook(out: Path, figures: Path) -> None:
 def check_says_what_ran(executed: Path) -> None:
     """No executed notebook claims every channel was scored when a budget ran (the smoke profile scores 16), or
     calls its images ImageNet's (the smoke profile explains the built-in photographs)."""
+    # ("your ImageNet validation folder", advice to the reader, is not a claim about these images)
     wrong = re.compile(r"all channels|every (?:non-constant )?channel|images? (?:from|of) ImageNet|ImageNet "
-                       r"(?:images|photographs|validation)", re.IGNORECASE)  # fmt: skip
+                       r"(?:images|photographs)", re.IGNORECASE)  # fmt: skip
     for path in sorted(executed.glob("*.ipynb")):
         notebook = nbformat.read(path, as_version=4)
         for cell in notebook.cells:
