@@ -72,3 +72,30 @@ def test_pipeline_outside_a_checkout_says_so(installed: Path, tmp_path: Path):
     assert done.returncode == 1
     assert "no compendium checkout here" in done.stderr and "--notebooks-dir" in done.stderr
     assert _run(installed, ["-m", "gradscorecam.pipeline", "run", "--help"], tmp_path).returncode == 0  # help works anywhere
+
+
+def test_installed_pipeline_runs_a_notebook_with_the_installed_library(installed: Path, tmp_path: Path):
+    """The non-editable install runs notebooks end to end: a checkout-shaped folder without lib/, so the kernel
+    can only import the installed package; its parameters are injected and its output written."""
+    import nbformat
+
+    notebooks = tmp_path / "checkout" / "notebooks"
+    notebooks.mkdir(parents=True)
+    parameters = nbformat.v4.new_code_cell('profile = "sample"\noutput_dir = "out"\nseed = 0')
+    parameters.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        "import pathlib, gradscorecam\n"
+        "from gradscorecam import GradCAM, explainers\n"
+        "pathlib.Path(output_dir).mkdir(parents=True, exist_ok=True)\n"
+        "pathlib.Path(output_dir, 'where.txt').write_text(f'{profile} {seed} {gradscorecam.__file__}')\n"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[parameters, body])
+    notebook.metadata["language_info"] = {"name": "python"}  # as the compendium's notebooks have
+    nbformat.write(notebook, notebooks / "01_where.ipynb")
+    out = tmp_path / "results"
+    done = _run(installed, ["-m", "gradscorecam.pipeline", "run", "--profile", "smoke", "--out", str(out),
+                            "--figures", str(tmp_path / "figures")], notebooks.parent)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    profile, seed, module = (out / "where.txt").read_text().split(" ", 2)
+    assert (profile, seed) == ("smoke", "0")  # the smoke profile's parameters reached the notebook
+    assert "site-packages" in Path(module).parts and not Path(module).is_relative_to(ROOT)
