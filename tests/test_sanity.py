@@ -16,6 +16,7 @@ from gradscorecam.sanity import (
     hog_pearson,
     parameter_randomization,
     pass_table,
+    coarse_steps,
     randomization_steps,
     randomize_,
     run_randomization,
@@ -128,6 +129,17 @@ def test_given_layers_are_checked() -> None:
         randomization_steps(model, ["conv3"])
     with pytest.raises(ValueError, match="'relu1' holds no parameters"):
         randomization_steps(model, ["relu1"])
+
+
+def test_coarse_steps_keep_the_first_blocks_and_group_the_rest_in_order() -> None:
+    units = nn.Sequential(*(nn.Linear(2, 2) for _ in range(11)))  # natural steps: "10", "9", ..., "0"
+    steps = coarse_steps(units, 6)
+    assert steps == [("10",), ("9",), ("8",), ("7", "6", "5"), ("4", "3", "2"), ("1", "0")]
+    assert coarse_steps(units, 2, fine=3) == [("10",), tuple(str(i) for i in range(9, -1, -1))]
+    assert coarse_steps(units, 11) == coarse_steps(units, 50) == [(str(i),) for i in range(10, -1, -1)]
+    assert [s.modules for s in randomization_steps(units, steps)] == steps  # usable as layers=
+    with pytest.raises(ValueError, match="positive int"):
+        coarse_steps(units, 0)
 
 
 def test_randomize_is_seeded_resets_batchnorm_and_keeps_the_rng() -> None:

@@ -26,7 +26,8 @@ GroupNorm, LayerNorm, InstanceNorm) joins the unit before it (``conv1+bn1``). Th
   (20 steps, one per inverted-residual block); the shared offline MobileNetV2: ``classifier``, ``head.0``,
   ``blocks.16`` … ``blocks.0``, ``stem``;
 * any other ``nn.Module``: the same walk, which is the fallback. ``layers=`` replaces it: a list of module
-  names (or tuples of names randomised together), in the order to randomise them, output first.
+  names (or tuples of names randomised together), in the order to randomise them, output first;
+  :func:`coarse_steps` groups the deeper natural blocks into fewer steps.
 
 **Re-initialisation** (:func:`randomize_`). Every module of a unit that has ``reset_parameters`` calls it (the
 initialisation PyTorch gives a fresh layer: Kaiming-uniform convolutions and linear layers, BatchNorm γ = 1,
@@ -146,6 +147,32 @@ def randomization_steps(model: nn.Module, layers: Sequence[str | Sequence[str]] 
     if not steps:
         raise ValueError("layers is empty: give at least one module name, or None for the natural blocks.")
     return steps
+
+
+def coarse_steps(model: nn.Module, n_steps: int, fine: int = 3) -> list[tuple[str, ...]]:
+    """At most ``n_steps`` cascading steps, for ``layers=``: the first ``fine`` natural blocks (nearest the
+    output) one by one, then the remaining blocks split, in order, into contiguous groups of near-equal size.
+
+    Why: every step re-explains every image with every method, so a deep network on a CPU (MobileNetV2: 20
+    blocks) costs 20 rounds of Score-CAM. Adebayo et al.'s curves change most over the first blocks, which stay
+    single steps; the deeper blocks are randomised a group at a time. The cascade is the same, only sampled
+    more coarsely. With ``n_steps`` at least the number of natural blocks the natural steps are returned.
+    E.g. 11 blocks, ``n_steps=6``: 1, 1, 1, then 3, 3 and 2 blocks.
+    """
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}.")
+    natural = [step.modules for step in randomization_steps(model)]
+    if n_steps >= len(natural):
+        return natural
+    fine = max(0, min(fine, n_steps - 1))
+    rest, n_groups = natural[fine:], n_steps - fine
+    size, extra = divmod(len(rest), n_groups)
+    groups, start = [], 0
+    for g in range(n_groups):
+        stop = start + size + (1 if g < extra else 0)
+        groups.append(sum(rest[start:stop], ()))
+        start = stop
+    return natural[:fine] + groups
 
 
 def _natural_units(model: nn.Module, prefix: str = "") -> list[tuple[str, ...]]:
