@@ -4,7 +4,7 @@
     PYTHONPATH=lib python benchmarks/score_speed.py --models resnet18 --repeats 5
     PYTHONPATH=lib python benchmarks/score_speed.py --device cuda --autocast bf16
 
-What is timed, and why it is fair (README, "Speed"):
+What is timed, and why it is fair (docs/speed.md):
 
 * every library gets the same model (random weights: timing only), the same input, device, thread count
   (``torch.set_num_threads``, also OpenCV's, which pytorch-grad-cam resizes with) and chunk size

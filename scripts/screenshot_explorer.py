@@ -1,4 +1,4 @@
-"""Take the README's screenshot of the explorer in a real JupyterLab session, with headless Chromium.
+"""Take the screenshot of the explorer in a real JupyterLab session, with headless Chromium.
 
 A maintainer's tool, not part of the library or its tests. It needs Chromium (Debian: ``apt-get install
 chromium``) and the ``playwright`` Python package (``pip install playwright``; its own browser download is not

@@ -315,7 +315,7 @@ def _ratio_interval(a: np.ndarray, b: np.ndarray, confidence: float, n_resamples
 # ----------------------------------------------------------------------------------------- command line
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m gradscorecam.verdict RESULTS [RESULTS ...]``: the paired comparison and the claims' verdicts
-    of one results file (or the shards of one run), as the README's verdicts were made."""
+    of one results file (or the shards of one run), as the verdicts in docs/evidence.md were made."""
     import argparse
 
     from .results import merge_results

@@ -36,8 +36,8 @@ option (default first)    where in the paper
 f(·) is the softmax probability of the class (Score-CAM's choice; the paper does not say otherwise).
 
 Why these defaults: the ablation chose them (``notebooks/06_ablation.ipynb``, :mod:`gradscorecam.ablation`;
-the measured numbers, with the model, images and command that gave them, are in the README's ablation
-section, not here, where they would go stale). In short: ``perturb="input"`` wins by far at the usual layer;
+the measured numbers, with the model, images and command that gave them, are in docs/ablation.md,
+not here, where they would go stale). In short: ``perturb="input"`` wins by far at the usual layer;
 ``mask_source="activation"`` gives the same masks as ``"gradient"`` there (see below) and better ones at an
 inner layer; ``baseline`` and ``combine`` change little (within the confidence intervals), so Eq. 12's
 baseline and Eq. 14's scores-only weights are kept; a budget of 64 channels explains about as well as every
@@ -102,7 +102,7 @@ class GradPlusPlusScoreCAM(ScoreBasedCAM):
         max_channels: score only the channels with the largest w_k > 0, at most this many per image
             (default 64, chosen by the ablation); ``"all"`` scores every non-constant channel; ``None`` means
             not given, i.e. 64. The masked passes are nearly all of the time, so the time falls about in
-            proportion to the channels scored (measured speed-ups: README, "Speed").
+            proportion to the channels scored (measured speed-ups: docs/speed.md).
         eps: added to the a^k_ij denominator, as in :class:`GradCAMPlusPlus`.
         batch_size, progress, channels_last, fuse_batchnorm, autocast, cudnn_benchmark: see
             :class:`~.score_based.ScoreBasedCAM` (chunking and the speed options of the masked passes).

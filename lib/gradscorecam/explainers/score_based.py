@@ -27,7 +27,7 @@ class ScoreBasedCAM(BaseCAM):
             run the masked passes under ``torch.autocast`` (for GPUs; approximate, see tests/test_speed.py).
         cudnn_benchmark: on CUDA, let cuDNN autotune the chunk's convolutions (default True; flag restored).
 
-    See :mod:`gradscorecam.explainers.speed` for why each option pays (the measured gains: README, "Speed");
+    See :mod:`gradscorecam.explainers.speed` for why each option pays (the measured gains: docs/speed.md);
     every option off (``**ScoringSpeed.plain().__dict__``) is the reference path.
     """
 

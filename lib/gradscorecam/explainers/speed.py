@@ -5,7 +5,7 @@ the masked passes are nearly all of its time: the engine in :mod:`.scoring` alre
 them, and what is left to gain is in the forward pass itself. :class:`ScoringSpeed` holds the options,
 :func:`fast_forward` applies them for one call. How much each option pays depends on the hardware and the
 network; the measured factors, with the machine, model and command that gave them
-(``benchmarks/forward_options.py``, ``benchmarks/score_speed.py``), are in the README's "Speed" section,
+(``benchmarks/forward_options.py``, ``benchmarks/score_speed.py``), are in docs/speed.md,
 not here, where they would go stale. What each option does:
 
 * ``channels_last`` (default on): the masked inputs are built in channels-last (NHWC) memory format.
