@@ -198,7 +198,7 @@ def test_score_methods_report_progress_and_the_budget(make):
     d = explorer.displayed
     assert explorer.explainer_calls == calls + 1 and explorer.session.max_channels is None
     assert d.budgets == {"Score-CAM": "all", "Grad++ScoreCAM": 64}
-    assert "Score-CAM: all channels" in explorer.budget_note.value and "Grad++ScoreCAM: at most 64 channels" in explorer.budget_note.value
+    assert "Score-CAM: every non-constant channel" in explorer.budget_note.value and "Grad++ScoreCAM: at most 64 channels" in explorer.budget_note.value
     explorer.method_checkboxes["Grad++ScoreCAM"].value = True
     result = explorer.displayed.results["Grad++ScoreCAM"]
     assert result.options["max_channels"] == 64 and result.describe().endswith("of 8 channels scored (budget: at most 64 channels)")

@@ -129,7 +129,7 @@ def test_no_budget_is_each_methods_default_and_all_is_every_channel():
     expected = GradPlusPlusScoreCAM(session.spec.model, "block", max_channels="all")(session.inputs, session.target)[0]
     torch.testing.assert_close(result.saliency, expected)
     assert result.options["max_channels"] == "all" and result.channels_total == 16
-    assert result.describe().endswith(f"· {result.channels_scored} of 16 channels scored (budget: all channels)")
+    assert result.describe().endswith(f"· {result.channels_scored} of 16 channels scored (budget: every non-constant channel)")
     with pytest.raises(ValueError, match="all"):
         session.max_channels = 0
 
@@ -138,7 +138,7 @@ def test_the_channels_box_reads_default_all_or_a_number():
     assert parse_budget("default") is None and parse_budget(" ") is None
     assert parse_budget("All ") == "all" and parse_budget("64") == 64
     for bad in ("0", "-3", "many", "6.5"):
-        with pytest.raises(GradScoreCAMError, match="default.*Score-CAM all channels, Grad\\+\\+ScoreCAM at most 64 channels"):
+        with pytest.raises(GradScoreCAMError, match="default.*Score-CAM every non-constant channel, Grad\\+\\+ScoreCAM at most 64 channels"):
             parse_budget(bad)
     assert [budget_text(b) for b in (None, "all", 16)] == ["default", "all", "16"]
 

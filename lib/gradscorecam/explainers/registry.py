@@ -112,6 +112,12 @@ def channel_budgets(
     return budgets
 
 
+def describe_budget(budget: Budget) -> str:
+    """A channel budget in words, the one wording of captions and the explorer: ``"every non-constant channel"``
+    (``"all"``: constant channels give a constant mask and are skipped) or ``"at most 64 channels"``."""
+    return "every non-constant channel" if budget == "all" else f"at most {budget} channels"
+
+
 def describe_channel_budgets(budgets: Mapping[str, Budget]) -> str:
     """One line for a caption: e.g. ``Score-CAM: every non-constant channel; Grad++ScoreCAM: at most 64 ...``."""
     if not budgets:
@@ -119,10 +125,10 @@ def describe_channel_budgets(budgets: Mapping[str, Budget]) -> str:
     parts = []
     for method, budget in budgets.items():
         if budget == "all":
-            parts.append(f"{method}: every non-constant channel")
+            parts.append(f"{method}: {describe_budget(budget)}")
         else:
             rank = "largest Grad-CAM++ weights w_k > 0" if method == "Grad++ScoreCAM" else "largest positive mean activations"
-            parts.append(f"{method}: at most {budget} channels per image ({rank})")
+            parts.append(f"{method}: {describe_budget(budget)} per image ({rank})")
     return "; ".join(parts)
 
 

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ..errors import GradScoreCAMError, InputImageError
 from ..explainers import METHODS, CAM, BaseCAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, SmoothGradCAMPlusPlus
 from ..explainers.postprocess import minmax_normalize, upsample
+from ..explainers.registry import describe_budget
 from ..explainers.score_based import ScoreBasedCAM
 from ..explainers.scoring import ALL_CHANNELS, Budget
 from ..torchutils import model_state_guard, synchronize
@@ -123,11 +124,6 @@ def method_tag(name: str, options: Mapping[str, Any]) -> str:
 def channel_budget(options: Mapping[str, Any]) -> Budget | None:
     """The channel budget in a score-based method's effective options (``"all"`` or an int), else None."""
     return options.get("max_channels")
-
-
-def describe_budget(budget: Budget) -> str:
-    """The budget as the explorer shows it: ``"all channels"`` or ``"at most 64 channels"``."""
-    return "all channels" if budget == ALL_CHANNELS else f"at most {budget} channels"
 
 
 #: What the explorer's "channels scored" box shows for None (not given: each method's own default).
