@@ -204,3 +204,13 @@ def test_the_pipeline_writes_the_manifest_and_report_after_a_failure(tmp_path, c
     assert "This run FAILED" in text and "ValueError: broken &lt;here&gt;" in text
     assert re.search(r"03_after.ipynb \(no executed copy\)</td><td>not run</td>", text)
     assert "Report: " in capsys.readouterr().out
+
+
+def test_an_older_executed_copy_of_a_notebook_this_run_did_not_reach(run):
+    out, figures = run
+    written = manifest(out, figures)
+    written["notebooks"][3].update(status="not run", seconds=None)  # 05 not reached; its copy is an earlier run's
+    report.write_manifest(out, written)
+    text = report.build_report(out).read_text(encoding="utf-8")
+    assert re.search(r"05_table1_faithfulness.ipynb</a> \(an earlier run\)</td><td>not run \(earlier run\)</td>", text)
+    assert "Table 1: <b>not run</b>" in text and "<td>32.6</td>" not in text

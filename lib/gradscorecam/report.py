@@ -181,7 +181,9 @@ def _entries(executed_dir: Path, manifest: Mapping[str, Any] | None) -> list[Not
     found = {p.name: read_executed(p) for p in sorted(executed_dir.glob("*.ipynb"))} if executed_dir.is_dir() else {}
     entries: list[NotebookEntry] = []
     for item in (manifest or {}).get("notebooks", []):
-        entry = found.pop(item["name"], None) or NotebookEntry(item["name"], item["status"])
+        copy = found.pop(item["name"], None)
+        entry = copy or NotebookEntry(item["name"], item["status"])
+        entry.earlier = copy is not None and item["status"] == "not run"  # a copy this run did not reach is older
         entry.status = item["status"]
         entry.seconds = item.get("seconds", entry.seconds)
         entry.error = item.get("error") or entry.error
