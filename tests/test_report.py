@@ -214,3 +214,15 @@ def test_an_older_executed_copy_of_a_notebook_this_run_did_not_reach(run):
     text = report.build_report(out).read_text(encoding="utf-8")
     assert re.search(r"05_table1_faithfulness.ipynb</a> \(an earlier run\)</td><td>not run \(earlier run\)</td>", text)
     assert "Table 1: <b>not run</b>" in text and "<td>32.6</td>" not in text
+
+
+def test_a_file_the_manifest_lists_counts_though_no_output_names_it(run):
+    out, figures = run
+    (figures / "figure5_verdicts_alexnet.csv").write_text("baseline,metric,p_value\nScore-CAM,found,0.25\n")
+    written = manifest(out, figures)
+    assert report.build_report(out, figures).read_text(encoding="utf-8").count("figure5_verdicts_alexnet.csv") == 0
+    written["notebooks"][3]["produced"] = [str(figures / "figure5_verdicts_alexnet.csv")]  # written by 05, silently
+    report.write_manifest(out, written)
+    text = report.build_report(out).read_text(encoding="utf-8")
+    assert re.search(r'href="files/figure5_verdicts_alexnet.csv">figure5_verdicts_alexnet.csv</a> — made by <a '
+                     r'href="notebooks/05_table1_faithfulness.html">', text)

@@ -3,7 +3,9 @@
 ``python -m gradscorecam.pipeline run --profile sample`` executes every ``notebooks/NN_*.ipynb`` in order,
 injecting the profile's parameters (only those a notebook declares in its ``parameters`` cell), writes the
 executed copies to ``<out>/executed/``, stops at the first failure with the notebook, the failing cell's
-error and the path of the executed copy, and ends with what each notebook produced and how long it took.
+error and the path of the executed copy, and ends with what each notebook produced and how long it took. Every
+run, a failed one too, then writes its manifest ``<out>/run.json`` and the HTML report
+``<out>/report/index.html`` (:mod:`gradscorecam.report`).
 
 Profiles:
 

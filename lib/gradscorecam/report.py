@@ -13,8 +13,9 @@
 Nothing is recomputed: tables are the CSV files the notebooks exported (rendered with ``DataFrame.to_html``,
 escaped), figures the PNG files they saved, captions the first paragraph of the exported Markdown tables. A
 figure or table counts as made by a notebook only when that notebook's executed copy names the file in its
-outputs (its ``saved:`` / ``exported:`` lines), so a stale file of an earlier run is not passed off as this
-run's: a piece whose notebook did not run is shown as "not run", one whose notebook failed as "not made".
+outputs (its ``saved:`` / ``exported:`` lines) or the manifest lists it among the files the notebook wrote,
+so a stale file of an earlier run is not passed off as this run's: a piece whose notebook did not run is shown
+as "not run", one whose notebook failed as "not made".
 Without a manifest (a run made before manifests, or a copied ``executed/`` folder) the index says so and takes
 parameters, times and status from papermill's metadata in the executed notebooks.
 
@@ -133,6 +134,7 @@ class NotebookEntry:
     provenance: list[str] = field(default_factory=list)
     outputs_text: str = ""
     html: str | None = None  # the rendered page, relative to the report folder
+    produced: set[str] = field(default_factory=set)  # names of the files the pipeline saw it write (manifest)
     earlier: bool = False  # executed by an earlier run than the manifest's
 
     @property
@@ -187,6 +189,7 @@ def _entries(executed_dir: Path, manifest: Mapping[str, Any] | None) -> list[Not
         entry.status = item["status"]
         entry.seconds = item.get("seconds", entry.seconds)
         entry.error = item.get("error") or entry.error
+        entry.produced = {Path(p).name for p in item.get("produced", [])}
         entries.append(entry)
     for entry in found.values():  # executed copies the manifest does not name: left by an earlier run
         entry.earlier = manifest is not None
@@ -210,8 +213,10 @@ class _Context:
     entries: list[NotebookEntry]
 
     def producer(self, file_name: str) -> NotebookEntry | None:
-        """The notebook whose outputs name ``file_name`` (the latest started, if several)."""
-        named = [e for e in self.entries if e.status == "ok" and re.search(rf"(?<![\w.-]){re.escape(file_name)}\b", e.outputs_text)]
+        """The notebook that wrote ``file_name`` (the manifest's record) or names it in its outputs (the latest
+        started, if several)."""
+        pattern = re.compile(rf"(?<![\w.-]){re.escape(file_name)}\b")
+        named = [e for e in self.entries if e.status == "ok" and (file_name in e.produced or pattern.search(e.outputs_text))]
         return max(named, key=lambda e: e.started) if named else None
 
     def expected(self, key: str) -> NotebookEntry | None:
