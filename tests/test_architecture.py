@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("metrics and sources", ("metrics", "datasets", "models")),
     ("results and runner", ("results", "runner")),
     ("analyses and figures", ("summary", "verdict", "experiments", "ablation", "comparison", "plotting", "sanity")),
-    ("applications", ("pipeline", "explorer")),
+    ("applications", ("pipeline", "explorer", "report")),
 ]
 LAYER_OF = {module: index for index, (_, modules) in enumerate(LAYERS) for module in modules}
 PRESENT = [m for m in LAYER_OF if (PACKAGE / f"{m}.py").is_file() or (PACKAGE / m / "__init__.py").is_file()]

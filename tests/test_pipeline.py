@@ -159,6 +159,7 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
     assert set(ablation["method"]) == {"Grad++ScoreCAM", "Grad-CAM++", "Score-CAM"}
     assert ablation["average_drop"].between(0, 100).all() and (ablation["n_images"] == 2).all()
     assert Image.open(figures / "ablation_alexnet_pareto.png").size[0] > 0
+    check_report(out, figures)
 
 
 def test_report_does_not_call_a_model_files_weights_random(tmp_path):
@@ -166,6 +167,27 @@ def test_report_does_not_call_a_model_files_weights_random(tmp_path):
     params = {"profile": "smoke", "weights": None, "model_file": "/x/model.py", "output_dir": str(tmp_path)}
     assert "RANDOM WEIGHTS" not in pipeline.report([], params)
     assert "RANDOM WEIGHTS" in pipeline.report([], {**params, "model_file": None})
+
+
+def check_report(out: Path, figures: Path) -> None:
+    """The smoke run's report: every notebook rendered and ok, every link resolves, the random weights named,
+    Table 1 and Figures 2-5 taken from this run's files."""
+    from test_report import assert_links_resolve
+
+    index = out / "report" / "index.html"
+    links = assert_links_resolve(index)
+    for notebook in NOTEBOOKS:
+        assert f"notebooks/{notebook.stem}.html" in links
+        assert_links_resolve(out / "report" / "notebooks" / f"{notebook.stem}.html")
+    for name in EXPECTED_GRIDS:
+        assert f"files/{name}" in links
+    text = index.read_text(encoding="utf-8")
+    assert "Made with RANDOM WEIGHTS" in text and "weights random (weights=None, torch seed 0)" in text
+    assert "failed" not in re.sub(r"<style>.*?</style>", "", text, flags=re.DOTALL) and "not run" not in text
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["status"] == "ok" and [n["status"] for n in manifest["notebooks"]] == ["ok"] * len(NOTEBOOKS)
+    table = pd.read_csv(figures / "table1_vgg16.csv", index_col=0)
+    assert f"<td>{table.loc['Grad++ScoreCAM', 'Average Drop % (paper, VGG16)']}</td>" in text  # the paper's 32.6
 
 
 def check_sanity_notebook(out: Path, figures: Path) -> None:

@@ -3,7 +3,9 @@
 ``python -m gradscorecam.pipeline run --profile sample`` executes every ``notebooks/NN_*.ipynb`` in order,
 injecting the profile's parameters (only those a notebook declares in its ``parameters`` cell), writes the
 executed copies to ``<out>/executed/``, stops at the first failure with the notebook, the failing cell's
-error and the path of the executed copy, and ends with what each notebook produced and how long it took.
+error and the path of the executed copy, and ends with what each notebook produced and how long it took. Every
+run, a failed one too, then writes its manifest ``<out>/run.json`` and the HTML report
+``<out>/report/index.html`` (:mod:`gradscorecam.report`).
 
 Profiles:
 
@@ -190,8 +192,14 @@ def run_notebooks(
     *,
     kernel_name: str | None = None,
     log_output: bool = False,
+    record: list[dict[str, Any]] | None = None,
 ) -> list[NotebookRun]:
-    """Execute ``notebooks`` in order; raise :class:`PipelineError` at the first failure."""
+    """Execute ``notebooks`` in order; raise :class:`PipelineError` at the first failure.
+
+    ``record``, when given, gets one entry per notebook started, for the run manifest
+    (:func:`gradscorecam.report.write_manifest`): name, status ("ok", "failed", "did not finish"), seconds,
+    error message, and the files an "ok" notebook produced.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -212,20 +220,31 @@ def run_notebooks(
                 cwd=str(notebook.parent), progress_bar=False, log_output=log_output,
             )  # fmt: skip
         except PapermillExecutionError as error:
+            _record(record, notebook, "failed", start, f"cell {error.exec_count}: {error.ename}: {error.evalue}")
             raise PipelineError(
                 f"{notebook.name} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
                 f"    executed copy with the full traceback: {executed}"
             ) from None
         except Exception as error:  # the kernel died (out of memory, killed), would not start, timed out ...
+            _record(record, notebook, "did not finish", start, f"{type(error).__name__}: {error}")
             raise PipelineError(
                 f"{notebook.name} did not finish: {type(error).__name__}: {error}\n"
                 f"    executed copy up to the last finished cell: {executed}"
             ) from error
         seconds = time.perf_counter() - start
         produced = sorted(p for p, t in _snapshot(watched).items() if before.get(p) != t and "executed" not in p.parts)
+        _record(record, notebook, "ok", start, "", produced)
         runs.append(NotebookRun(notebook, executed, seconds, produced))
         print(f"    done in {seconds:.0f} s, {len(produced)} file(s) written", flush=True)
     return runs
+
+
+def _record(
+    record: list[dict[str, Any]] | None, notebook: Path, status: str, start: float, error: str, produced: Sequence[Path] = ()
+) -> None:
+    if record is not None:
+        record.append({"name": notebook.name, "status": status, "seconds": round(time.perf_counter() - start, 3),
+                       "error": error, "produced": [str(p) for p in produced]})  # fmt: skip
 
 
 def _snapshot(folders: Sequence[Path]) -> dict[Path, int]:
@@ -300,12 +319,74 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Notebooks from {notebook_dir}; library from {_library_location(root)}")
         print(f"Running {len(notebooks)} notebook(s), profile {args.profile!r}, parameters:")
         print(json.dumps(params, indent=2, default=str))
-        runs = run_notebooks(notebooks, params, out_dir, kernel_name=ensure_kernel(), log_output=args.log_output)
     except PipelineError as error:
         print(f"\nrun_all.sh: FAILED: {error}", file=sys.stderr)
         return 1
+    record: list[dict[str, Any]] = []
+    started, clock = _utc_now(), time.perf_counter()
+    failure: PipelineError | None = None
+    try:
+        runs = run_notebooks(notebooks, params, out_dir, kernel_name=ensure_kernel(), log_output=args.log_output,
+                             record=record)  # fmt: skip
+    except PipelineError as error:
+        failure = error
+    finally:  # the report is built after a failure too (and after Ctrl-C), then the failure is reported
+        _write_report(out_dir, figures_dir, notebooks, params, record, started, time.perf_counter() - clock, failure, argv)
+    if failure is not None:
+        print(f"\nrun_all.sh: FAILED: {failure}", file=sys.stderr)
+        return 1
     print("\n" + report(runs, params))
     return 0
+
+
+def _utc_now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_report(
+    out_dir: Path,
+    figures_dir: Path,
+    notebooks: Sequence[Path],
+    params: dict[str, Any],
+    record: list[dict[str, Any]],
+    started: str,
+    wall_seconds: float,
+    failure: PipelineError | None,
+    argv: Sequence[str] | None,
+) -> None:
+    """Write the run manifest (``<out>/run.json``) and the HTML report (``<out>/report/index.html``).
+
+    Notebooks after a failure are recorded as "not run". A report that cannot be built is said, never raised:
+    it must not hide the run's own result or failure.
+    """
+    from . import report as run_report
+
+    done = {entry["name"] for entry in record}
+    entries = record + [{"name": nb.name, "status": "not run", "seconds": None, "error": "", "produced": []}
+                        for nb in notebooks if nb.name not in done]  # fmt: skip
+    interrupted = failure is None and len(record) < len(entries)  # Ctrl-C: not caught by run_notebooks
+    if interrupted:
+        entries[len(record)].update(status="did not finish", error="interrupted")
+    ok = failure is None and not interrupted
+    try:
+        run_report.write_manifest(out_dir, {
+            "profile": params["profile"],
+            "command": " ".join(["run_all.sh", *(sys.argv[1:] if argv is None else argv)]),
+            "parameters": params,
+            "started": started,
+            "finished": _utc_now(),
+            "wall_seconds": round(wall_seconds, 3),
+            "status": "ok" if ok else "failed",
+            "error": str(failure) if failure else ("interrupted" if interrupted else ""),
+            "environment": run_report.environment(),
+            "notebooks": entries,
+        })  # fmt: skip
+        index = run_report.build_report(out_dir, figures_dir)
+        print(f"\nReport: {index}", flush=True)
+    except Exception as error:  # noqa: BLE001
+        print(f"\nrun_all.sh: the report could not be built: {type(error).__name__}: {error}", file=sys.stderr)
 
 
 def _library_location(root: Path) -> Path:
