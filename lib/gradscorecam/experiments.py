@@ -37,6 +37,7 @@ from .datasets import (
     two_cats_composite,
 )
 from .datasets.builtin import COMPOSITE_ID
+from .errors import GradScoreCAMError
 from .explainers import METHODS, describe_channel_budgets
 from .metrics.localization import object_scores, objects_reached
 from .models import ModelSpec, load_model
@@ -230,6 +231,13 @@ def object_localization(
     for record in tqdm(records, unit="img", desc="images", disable=not progress):
         images, mapped = load_batch([record], spec.transform)
         boxes = mapped[0]
+        if boxes is None:  # load_batch's None: the transform's geometry is unknown (datasets.boxes)
+            raise GradScoreCAMError(
+                f"{record.image_id}: its {len(record.boxes)} boxes cannot be placed on the model's input, because "
+                f"{spec.name}'s transform is not a resize + centre crop (the geometries gradscorecam.datasets.boxes "
+                "knows). Per-object scores need one: give the model a transform such as torchvision's "
+                "Compose([Resize(256), CenterCrop(224), ToTensor(), Normalize(...)])."
+            )
         if len(boxes) < min_boxes:
             skipped.append(record.image_id)
             continue
