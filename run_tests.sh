@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of the README and of CI. Works on a fresh machine: creates .venv if no virtual
 # environment is active, installs the project with its test extras, runs the lint step (scripts/lint.sh:
-# ruff check, ruff format --check and mypy, settings in pyproject.toml; seconds), then pytest.
+# ruff check, ruff format --check and mypy, settings in pyproject.toml; seconds, under a
+# minute the first time while mypy fills .mypy_cache), then pytest.
 # Arguments go to pytest, e.g. ./run_tests.sh -k gradcam -x
 # --no-lint (any position) or GRADSCORECAM_NO_LINT=1 skips the lint step, e.g. mid-edit; CI never skips it.
 set -euo pipefail

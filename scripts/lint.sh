@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The lint step that ./run_tests.sh (and so CI, .ci/run) runs before the tests; seconds, not minutes.
+# The lint step that ./run_tests.sh (and so CI, .ci/run) runs before the tests: seconds (under a minute
+# the first time, while mypy fills .mypy_cache).
 #   ruff check, ruff format --check  on the project's Python (notebooks excluded: running them checks them)
 #   mypy                              on the library, lib/gradscorecam
 # Settings: [tool.ruff] and [tool.mypy] in pyproject.toml, the same the pre-commit hooks read. ruff and mypy
