@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = [("Score-CAM", None)] if args.scorecam else []
     labels += [("Grad++ScoreCAM", b) for b in budgets]
     records: dict[tuple[str, int | None], dict[str, list[float]]] = {key: {} for key in labels}
-    for i, (image, target) in enumerate(zip(images.split(1), targets)):
+    for i, (image, target) in enumerate(zip(images.split(1), targets, strict=True)):
         maps = {}
         for key in labels[i % len(labels) :] + labels[: i % len(labels)]:  # rotate the order per image
             method, budget = key

@@ -215,7 +215,7 @@ def test_object_summary_and_paired_verdicts_by_hand():
 
     # 4 images with 2 objects: Grad++ScoreCAM finds 2, 2, 2, 1 of them, Grad-CAM 1, 1, 1, 1
     rows = []
-    for i, (ours, theirs) in enumerate(zip([1.0, 1.0, 1.0, 0.5], [0.5, 0.5, 0.5, 0.5])):
+    for i, (ours, theirs) in enumerate(zip([1.0, 1.0, 1.0, 0.5], [0.5, 0.5, 0.5, 0.5], strict=True)):
         rows.append({"image_id": f"im{i}", "method": "Grad++ScoreCAM", "objects": 2, "objects_found": ours,
                      "min_object_energy": 1.0 + i, "seconds": 0.1, "model": "toy"})  # fmt: skip
         rows.append({"image_id": f"im{i}", "method": "Grad-CAM", "objects": 2, "objects_found": theirs,

@@ -116,7 +116,7 @@ def _state(model: nn.Module):
 
 def _assert_same_state(before, after):
     assert before[0] == after[0] and before[1] == after[1] and before[3] == after[3] == 0
-    for g0, g1 in zip(before[2], after[2]):
+    for g0, g1 in zip(before[2], after[2], strict=True):
         assert (g0 is None and g1 is None) or torch.equal(g0, g1)
 
 

@@ -16,6 +16,7 @@ import torch
 from conftest import random_image_records, tiny_spec
 from gradscorecam import GradCAM, experiments
 from gradscorecam.datasets import ImageRecord
+from gradscorecam.errors import GradScoreCAMError
 from matplotlib import pyplot as plt
 from PIL import Image
 from torchvision import transforms
@@ -59,6 +60,19 @@ def test_method_figure_maps_and_table(gap_net, tmp_path):
     assert result.table.attrs["provenance"].startswith("RANDOM WEIGHTS (pipeline check only): model tiny (test)")
     assert result.figure.get_label() == "grid 2x3: test"
     plt.close(result.figure)
+
+
+def test_object_localization_refuses_a_transform_whose_boxes_cannot_be_mapped(gap_net, tmp_path):
+    # a plain function has no known geometry: map_boxes gives None, which len() used to meet as a TypeError
+    (record,) = random_image_records(tmp_path, 1, size=16, class_index=3)
+    record = dataclasses.replace(record, boxes=((0, 0, 5, 5), (8, 8, 15, 15)))
+    spec = dataclasses.replace(tiny_spec(gap_net, "layer"), transform=lambda image: transforms.functional.to_tensor(image))
+    with pytest.raises(GradScoreCAMError, match=r"im0: its 2 boxes cannot be placed on the model's input.*Resize"):
+        experiments.object_localization(spec, [record], ["Grad-CAM"], progress=False)
+    # the same image through a resize + centre crop is scored: 2 objects, one row each
+    spec = dataclasses.replace(spec, transform=transforms.Compose([transforms.CenterCrop(16), transforms.ToTensor()]))
+    table = experiments.object_localization(spec, [record], ["Grad-CAM"], progress=False)
+    assert list(table["object"]) == [0, 1] and list(table["objects"]) == [2, 2]
 
 
 def _summary() -> pd.DataFrame:

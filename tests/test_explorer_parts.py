@@ -80,8 +80,8 @@ def test_folder_images_lists_image_files(tmp_path):
 def test_model_mapping_adapter_names_missing_keys():
     spec = as_model_like(
         {"model": small_gap_net(), "transform": lambda im: im, "target_layer": "layer", "categories": ["a"] * 10,
-         "mean": [0.5] * 3, "std": [0.5] * 3, "name": "net"}  # fmt: skip
-    )
+         "mean": [0.5] * 3, "std": [0.5] * 3, "name": "net"}
+    )  # fmt: skip
     assert spec.name == "net" and spec.categories == ("a",) * 10 and spec.mean == (0.5, 0.5, 0.5)
     with pytest.raises(GradScoreCAMError, match="transform"):
         as_model_like({"model": small_gap_net()}, where="net.py")

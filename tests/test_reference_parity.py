@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 import torch
 
+from gradscorecam import GradCAM, GradCAMPlusPlus, ScoreCAM
+
 _MISSING = 'the reference libraries are test extras: install them with pip install -e ".[test]"'
 pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam", reason=f"pytorch-grad-cam (grad-cam) is missing; {_MISSING}")
 RefGradCAM = pytorch_grad_cam.GradCAM
 RefGradCAMPlusPlus = pytorch_grad_cam.GradCAMPlusPlus
 RefScoreCAM = pytorch_grad_cam.ScoreCAM
 ClassifierOutputTarget = pytest.importorskip("pytorch_grad_cam.utils.model_targets").ClassifierOutputTarget
-
-from gradscorecam import GradCAM, GradCAMPlusPlus, ScoreCAM
 
 TARGET_SETS = [[1, 7], [500, 3]]
 # Input sizes that keep each network's target layer at least 2x2 while the CPU tests stay fast.
@@ -54,7 +54,7 @@ def _reference(ref_cls, model, layer_module, images, targets, **attrs):
         outputs = ref.activations_and_grads(images)
         if ref.uses_gradients:
             model.zero_grad()
-            sum(t(o) for t, o in zip(wrapped, outputs)).backward()
+            sum(t(o) for t, o in zip(wrapped, outputs, strict=True)).backward()
         acts = ref.activations_and_grads.activations[0].numpy()
         grads = ref.activations_and_grads.gradients[0].numpy() if ref.uses_gradients else None
         weights = ref.get_cam_weights(images, layer_module, wrapped, acts, grads)

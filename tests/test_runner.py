@@ -133,7 +133,7 @@ def test_effective_explainer_options_are_recorded_defaults_included(records, tmp
 
     df = evaluate(_spec(), records[:2], ["Grad-CAM", "Grad++ScoreCAM"], tmp_path / "r.csv", deletion_steps=0,
                   progress=False, batch_size=8)  # fmt: skip
-    recorded = {m: json.loads(o) for m, o in zip(df.method, df.explainer_options)}  # each row: its method's
+    recorded = {m: json.loads(o) for m, o in zip(df.method, df.explainer_options, strict=True)}  # each row: its method's
     # nothing was passed, yet the rows say which reading and budget ran (the class's documented defaults)
     gpp = recorded["Grad++ScoreCAM"]
     assert (gpp["max_channels"], gpp["mask_source"], gpp["perturb"], gpp["baseline"], gpp["combine"]) == (

@@ -63,7 +63,7 @@ def _params(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, tuple[in
 def _assert_untouched(model: nn.Module, before) -> None:
     after = [*model.parameters(), *model.buffers()]
     assert len(after) == len(before)
-    for tensor, (same, value, stride) in zip(after, before):
+    for tensor, (same, value, stride) in zip(after, before, strict=True):
         assert tensor is same and tensor.stride() == stride and torch.equal(tensor, value)
 
 

@@ -31,7 +31,7 @@ _LAZY: dict[str, str] = {
         ("BaseCAM", "CAM", "Explanation", "GradCAM", "GradCAMPlusPlus", "GradPlusPlusScoreCAM", "METHODS", "ScoreCAM",
          "SmoothGradCAMPlusPlus", "feature_layers", "make_explainer"),
         ".explainers",
-    ),  # fmt: skip
+    ),
     "ModelSpec": ".models",
     "load_model": ".models",
     "evaluate": ".runner",
@@ -43,7 +43,7 @@ _LAZY: dict[str, str] = {
     "library_version": ".version",
     "datasets": ".datasets",
     "metrics": ".metrics",
-}
+}  # fmt: skip
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from . import datasets, metrics

@@ -46,7 +46,7 @@ _INNER_LAYERS = {"alexnet": "features.9", "vgg16": "features.22", "mobilenet_v2"
 
 def readings() -> list[dict[str, Any]]:
     """All 16 combinations of :data:`CHOICES`, the library's default first."""
-    return [dict(zip(CHOICES, values)) for values in itertools.product(*CHOICES.values())]
+    return [dict(zip(CHOICES, values, strict=True)) for values in itertools.product(*CHOICES.values())]
 
 
 def reading_label(reading: Mapping[str, Any]) -> str:

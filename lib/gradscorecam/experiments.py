@@ -37,6 +37,7 @@ from .datasets import (
     two_cats_composite,
 )
 from .datasets.builtin import COMPOSITE_ID
+from .errors import GradScoreCAMError
 from .explainers import METHODS, describe_channel_budgets
 from .metrics.localization import object_scores, objects_reached
 from .models import ModelSpec, load_model
@@ -182,7 +183,7 @@ def multi_object_figure(
     for method, maps in comparison.maps.items():
         if isinstance(maps, str):
             continue
-        reached[method] = [objects_reached(m, b, threshold, tolerance) for m, b in zip(maps, boxes)]
+        reached[method] = [objects_reached(m, b, threshold, tolerance) for m, b in zip(maps, boxes, strict=True)]
         captions[method] = [f"reaches {sum(r)}/{len(r)}" if r else "no boxes" for r in reached[method]]
     display = [to_display_image(image, spec.mean, spec.std) for image in images]
     figure = method_grid(
@@ -217,6 +218,8 @@ def object_localization(
     Images left with fewer than ``min_boxes`` boxes once the transform has mapped them (a centre crop can cut
     an object off) are skipped and listed in ``attrs["skipped"]``: a single box would be a pointing-game hit,
     not the "every object" this score is for.
+    Raises :class:`~gradscorecam.errors.GradScoreCAMError` when ``spec.transform`` is not a resize + centre crop
+    (:mod:`gradscorecam.datasets.boxes`): the boxes cannot be placed on its input.
     """
     from tqdm.auto import tqdm
 
@@ -230,6 +233,13 @@ def object_localization(
     for record in tqdm(records, unit="img", desc="images", disable=not progress):
         images, mapped = load_batch([record], spec.transform)
         boxes = mapped[0]
+        if boxes is None:  # load_batch's None: the transform's geometry is unknown (datasets.boxes)
+            raise GradScoreCAMError(
+                f"{record.image_id}: its {len(record.boxes)} boxes cannot be placed on the model's input, because "
+                f"{spec.name}'s transform is not a resize + centre crop (the geometries gradscorecam.datasets.boxes "
+                "knows). Per-object scores need one: give the model a transform such as torchvision's "
+                "Compose([Resize(256), CenterCrop(224), ToTensor(), Normalize(...)])."
+            )
         if len(boxes) < min_boxes:
             skipped.append(record.image_id)
             continue
@@ -240,7 +250,7 @@ def object_localization(
                 undefined[method] = " ".join(maps.split())
                 continue
             scores = object_scores(maps[0], boxes, threshold)
-            for number, (box, found, energy) in enumerate(zip(boxes, scores.found, scores.energy)):
+            for number, (box, found, energy) in enumerate(zip(boxes, scores.found, scores.energy, strict=True)):
                 rows.append({"image_id": record.image_id, "method": method, "object": number, "box": tuple(box),
                              "objects": len(boxes), "found": bool(found), "energy": float(energy),
                              "seconds": comparison.seconds[method], **where})  # fmt: skip
@@ -283,9 +293,9 @@ def object_summary(per_image: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     table = pd.DataFrame(index=summary.index)
     found = summary["objects_found"] * 100
     table["objects found %"] = found.round(1)
-    table["objects found % 95% CI"] = [f"[{lo * 100:.1f}, {hi * 100:.1f}]" for lo, hi in zip(summary["objects_found_low"], summary["objects_found_high"])]
+    table["objects found % 95% CI"] = [f"[{lo * 100:.1f}, {hi * 100:.1f}]" for lo, hi in zip(summary["objects_found_low"], summary["objects_found_high"], strict=True)]
     table["min object energy"] = summary["min_object_energy"].round(2)
-    table["min object energy 95% CI"] = [f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(summary["min_object_energy_low"], summary["min_object_energy_high"])]
+    table["min object energy 95% CI"] = [f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(summary["min_object_energy_low"], summary["min_object_energy_high"], strict=True)]
     table["images"] = summary["objects_found_n"].astype(int)
     objects = per_image.groupby("method")["objects"].sum()
     table["objects"] = [int(objects.get(m, 0)) for m in table.index]
@@ -296,7 +306,7 @@ def object_summary(per_image: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 def _figure_table(spec: ModelSpec, records: Sequence[ImageRecord], comparison: MethodComparison,
                   device: torch.device) -> pd.DataFrame:  # fmt: skip
     rows = []
-    for record, target, probability in zip(records, comparison.targets, comparison.probabilities):
+    for record, target, probability in zip(records, comparison.targets, comparison.probabilities, strict=True):
         rows.append({
             "image": record.image_id,
             "label": spec.categories[record.class_index] if 0 <= record.class_index < len(spec.categories) else "?",
@@ -341,7 +351,7 @@ def faithfulness_table(summary: pd.DataFrame, paper: pd.DataFrame | None = None)
     table = pd.DataFrame(index=summary.index)
     for name, label in (("average_drop", "Average Drop %"), ("average_increase", "Average Increase %")):
         table[label] = summary[name].round(1)
-        table[f"{label} 95% CI"] = [f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(summary[f"{name}_low"], summary[f"{name}_high"])]
+        table[f"{label} 95% CI"] = [f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(summary[f"{name}_low"], summary[f"{name}_high"], strict=True)]
         if paper is not None:
             table[f"{label} {PAPER_LABEL}"] = [paper[name].get(m, float("nan")) for m in summary.index]
     for name, label in (("deletion_auc", "Deletion AUC"), ("insertion_auc", "Insertion AUC")):
@@ -428,7 +438,7 @@ def faithfulness_chart(summary: pd.DataFrame, paper: pd.DataFrame | None = None,
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     panels = (("average_drop", "Average Drop % (lower is better)"),
               ("average_increase", "Average Increase % (higher is better)"))  # fmt: skip
-    for ax, (name, label) in zip(axes, panels):
+    for ax, (name, label) in zip(axes, panels, strict=True):
         values = summary[name].to_numpy(dtype=float)
         errors = np.vstack([values - summary[f"{name}_low"], summary[f"{name}_high"] - values])
         offset = -width / 2 if paper is not None else 0.0

@@ -29,7 +29,7 @@ import hashlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -140,7 +140,7 @@ def _load_torchvision(name: str, weights: str | WeightsEnum | None) -> ModelSpec
             "See torchvision.models.list_models(module=torchvision.models)."
         )
     enum = torchvision.models.get_model_weights(name)
-    default = enum.DEFAULT  # type: ignore[attr-defined]
+    default = enum.DEFAULT
     chosen = None if weights is None else _resolve_weights(name, enum, weights)
     if chosen is None:
         with torch.random.fork_rng(devices=[]):
@@ -300,7 +300,9 @@ def _probe(where: str, model: nn.Module, transform: Callable) -> tuple[int, int]
 
 def _channel_values(where: str, key: str, values: object, channels: int) -> tuple[float, ...]:
     try:
-        result = tuple(float(v) for v in values)  # type: ignore[union-attr]
+        if not isinstance(values, Iterable):
+            raise TypeError  # reported below, as a value that is not a number is
+        result = tuple(float(v) for v in values)
     except (TypeError, ValueError):
         raise ModelSourceError(f"{where}[{key!r}] must be {channels} numbers, got {values!r}.") from None
     if len(result) != channels:

@@ -304,8 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {
         key: getattr(args, key)
         for key in ("device", "model_file", "image_source", "imagenet_val", "n_images", "seed", "batch_size",
-                    "shard_index", "num_shards")  # fmt: skip
-    }
+                    "shard_index", "num_shards")
+    }  # fmt: skip
     try:
         notebook_dir = checked_notebooks_dir(args.notebooks_dir) if args.notebooks_dir else find_notebooks_dir()
         root = notebook_dir.parent

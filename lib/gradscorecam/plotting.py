@@ -50,7 +50,7 @@ def draw_boxes(ax: matplotlib.axes.Axes, boxes: Sequence[Box], color: str = "whi
 
 def method_grid(
     images: Sequence[np.ndarray],
-    maps: Mapping[str, Sequence[np.ndarray | torch.Tensor] | str],
+    maps: Mapping[str, torch.Tensor | Sequence[np.ndarray | torch.Tensor] | str],
     *,
     row_titles: Sequence[str] | None = None,
     boxes: Sequence[Sequence[Box]] | None = None,

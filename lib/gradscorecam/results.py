@@ -219,7 +219,7 @@ class ResultsStore:
                 stored = existing.iloc[0][[k for k in CONFIG_KEYS if k in existing.columns]].to_dict()
                 if "explainer_options" in existing.columns:
                     firsts = existing.drop_duplicates("method")
-                    stored_options = {m: parse_options(o) for m, o in zip(firsts["method"], firsts["explainer_options"])}
+                    stored_options = {m: parse_options(o) for m, o in zip(firsts["method"], firsts["explainer_options"], strict=True)}
         if stored is None:
             return {}
         differing = config_differences(stored, self.config) + option_differences(stored_options, self.options)
@@ -234,7 +234,7 @@ class ResultsStore:
     def done_pairs(self) -> set[tuple[str, str]]:
         """The (image_id, method) pairs already in the file."""
         df = read_results(self.path)
-        return set(zip(df["image_id"].astype(str), df["method"].astype(str)))
+        return set(zip(df["image_id"].astype(str), df["method"].astype(str), strict=True))
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Append one row and flush it to disk, writing the header first if the file is new."""

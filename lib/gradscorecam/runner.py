@@ -219,7 +219,7 @@ def _evaluate_one(
     top_percent: float | None,
     deletion_steps: int | None,
 ) -> dict[str, Any]:
-    empty = {k: math.nan for k in RESULT_COLUMNS[5:15]}
+    empty: dict[str, Any] = {k: math.nan for k in RESULT_COLUMNS[5:15]}
     start = time.perf_counter()
     try:
         if isinstance(explainer, UnsupportedModelError):

@@ -396,9 +396,9 @@ def run_randomization(
             [work(images[i:i + image_batch]) for i in range(0, len(images), image_batch)]
         )  # fmt: skip
     fixed = resolve_targets(targets, logits, len(images), logits.shape[1])
-    size = tuple(images.shape[-2:])
+    size = (images.shape[-2], images.shape[-1])
 
-    def explain_all(names: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def explain_all(names: Sequence[tuple[str, MethodSpec]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         return {name: _explain(fn, work, images, fixed, layer_name, options, size, image_batch) for name, fn in names}
 
     # Step 0: the trained model (the copy, still trained).
@@ -446,7 +446,7 @@ def run_randomization(
 
 def _method_list(method: MethodSpec | Sequence[MethodSpec]) -> list[tuple[str, MethodSpec]]:
     entries = [method] if isinstance(method, str) or callable(method) else list(method)
-    out = []
+    out: list[tuple[str, MethodSpec]] = []
     for entry in entries:
         if isinstance(entry, str):
             if entry not in METHODS:
@@ -617,7 +617,7 @@ def curves_figure(curves: pd.DataFrame, metrics: Sequence[str] = ("spearman", "s
 
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
     colours = plt.get_cmap("tab10")
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         part = curves[curves["metric"] == metric]
         labels: list[str] = []
         for c, (method, lines) in enumerate(part.groupby("method", sort=False)):

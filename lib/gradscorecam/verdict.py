@@ -161,7 +161,7 @@ def paired_comparison(
         both = a.notna() & b.notna()
         if kind == "binary":
             _check_binary(column, pd.concat([a, b]).dropna().to_numpy(float))
-        row = _compare_arrays(a[both].to_numpy(float), b[both].to_numpy(float), direction, kind, confidence,  # type: ignore[arg-type]
+        row = _compare_arrays(a[both].to_numpy(float), b[both].to_numpy(float), direction, kind, confidence,
                               n_resamples, seed, ratio=column == "seconds")  # fmt: skip
         rows.append({"metric": column, "dropped": int((~both).sum()), **row})
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "baseline"])

@@ -257,7 +257,7 @@ def _read_devkit_meta(path: Path) -> dict[int, str]:
     try:
         synsets = loadmat(str(path), squeeze_me=True)["synsets"]
         leaves = synsets[synsets["num_children"] == 0]
-        return {int(i): str(w) for i, w in zip(leaves["ILSVRC2012_ID"], leaves["WNID"])}
+        return {int(i): str(w) for i, w in zip(leaves["ILSVRC2012_ID"], leaves["WNID"], strict=True)}
     except Exception as error:  # scipy raises many types for a bad .mat; all mean the same to the user
         raise DataSourceError(f"cannot read the devkit's synsets from {path}: {error}") from error
 

@@ -103,7 +103,7 @@ class BaseCAM:
     # ----------------------------------------------------------------------------------------- public API
     def __call__(self, images: Tensor, targets: Targets = None, upsample: bool = True) -> Tensor:
         explanation = self.explain(images, targets)
-        return explanation.saliency(tuple(images.shape[-2:]) if upsample else None)
+        return explanation.saliency((images.shape[-2], images.shape[-1]) if upsample else None)
 
     def explain(self, images: Tensor, targets: Targets = None) -> Explanation:
         """Compute the channel weights and the raw map for ``images`` (see :class:`Explanation`)."""

@@ -49,9 +49,10 @@ class CAM(BaseCAM):
                 )
             self.fc_name, self.fc = linears[-1]
         else:
-            self.fc_name, self.fc = resolve_target_layer(model, fc_layer)
-            if not isinstance(self.fc, nn.Linear):
-                raise UnsupportedModelError(f"fc_layer {self.fc_name!r} is a {type(self.fc).__name__}, not nn.Linear.")
+            fc_name, fc = resolve_target_layer(model, fc_layer)
+            if not isinstance(fc, nn.Linear):
+                raise UnsupportedModelError(f"fc_layer {fc_name!r} is a {type(fc).__name__}, not nn.Linear.")
+            self.fc_name, self.fc = fc_name, fc
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "fc_layer": self.fc_name}

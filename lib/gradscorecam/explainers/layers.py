@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -61,10 +62,10 @@ def feature_layers(
     shapes: dict[str, tuple[int, int, int]] = {}
     handles = []
 
-    def make_hook(name: str):
+    def make_hook(name: str) -> Callable[[nn.Module, object, object], None]:
         def hook(_module: nn.Module, _inputs: object, output: object) -> None:
             if isinstance(output, torch.Tensor) and output.dim() == 4 and name not in shapes:
-                shapes[name] = tuple(output.shape[1:])  # type: ignore[assignment]
+                shapes[name] = (output.shape[1], output.shape[2], output.shape[3])
 
         return hook
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .base import BaseCAM, Captured
 from .layers import LayerSpec
-from .scoring import Progress, score_masked_inputs
+from .scoring import Budget, Progress, score_masked_inputs
 from .speed import ScoringForward, ScoringSpeed, fast_forward
 
 
@@ -30,6 +30,9 @@ class ScoreBasedCAM(BaseCAM):
     See :mod:`gradscorecam.explainers.speed` for why each option pays (the measured gains: docs/speed.md);
     every option off (``**ScoringSpeed.plain().__dict__``) is the reference path.
     """
+
+    #: the budget ``max_channels=None`` (not given) stands for; each method sets its own
+    default_max_channels: Budget
 
     def __init__(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from numbers import Integral
-from typing import Literal
+from typing import Final, Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ def non_constant_channels(maps: Tensor) -> Tensor:
 
 
 #: Every channel (``max_channels="all"``); distinct from None, which means "not given: the class default".
-ALL_CHANNELS = "all"
+ALL_CHANNELS: Final = "all"
 Budget = int | Literal["all"]
 
 
@@ -43,7 +43,7 @@ def check_budget(max_channels: object) -> None:
     """Raise ValueError unless ``max_channels`` is ``"all"`` (every channel), None (not given) or a positive int."""
     if max_channels is None or (isinstance(max_channels, str) and max_channels == ALL_CHANNELS):
         return
-    if isinstance(max_channels, Integral) and not isinstance(max_channels, bool) and max_channels >= 1:
+    if isinstance(max_channels, Integral) and not isinstance(max_channels, bool) and int(max_channels) >= 1:
         return
     raise ValueError(
         f"max_channels must be a positive int, \"all\" (every channel) or None (the method's default), "
@@ -175,7 +175,7 @@ def _minmax_normalize_(maps: Tensor, eps: float) -> Tensor:
 def _progress_reporter(progress: Progress, total: int) -> Callable[[int | None], None]:
     """A function taking the number of pairs done (None: finished)."""
     if callable(progress):
-        return lambda done: progress(total if done is None else done, total)  # type: ignore[operator]
+        return lambda done: progress(total if done is None else done, total)
     if not progress:
         return lambda done: None
     from tqdm.auto import tqdm

@@ -106,7 +106,7 @@ class SmoothGradCAMPlusPlus(BaseCAM):
             noisy = (images[image_idx].float() + sigma[image_idx] * noise[sample_idx].to(images.device)).to(images.dtype)
             _, _, grads, _ = self._class_gradients(noisy, targets[image_idx])
             grads = grads.float()
-            for moment, power in zip(moments, (1, 2, 3)):
+            for moment, power in zip(moments, (1, 2, 3), strict=True):
                 moment.index_add_(0, image_idx, grads**power)
         d1, d2, d3 = (m / self.n_samples for m in moments)
         alpha = gradcampp_pixel_weights(activations.float(), d2, d3, self.eps)

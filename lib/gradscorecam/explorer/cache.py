@@ -12,7 +12,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 V = TypeVar("V")
 
@@ -67,7 +67,7 @@ class LRUCache(Generic[V]):
         self.put(key, value)
         return value
 
-    def discard_where(self, stale: Callable[[Hashable], bool]) -> None:
+    def discard_where(self, stale: Callable[[Any], bool]) -> None:  # Any: the caller knows its keys' shape
         """Drop every entry whose key ``stale`` accepts."""
         with self._lock:
             for key in [k for k in self._entries if stale(k)]:

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import torch
 from PIL import Image
@@ -76,7 +76,7 @@ def class_probabilities(model: nn.Module, images: Tensor) -> Tensor:
 def top_classes(probabilities: Tensor, k: int = 5) -> list[tuple[int, float]]:
     """The ``k`` most probable classes as ``(index, probability)``, most probable first."""
     values, indices = probabilities.topk(min(k, len(probabilities)))
-    return [(int(i), float(v)) for i, v in zip(indices, values)]
+    return [(int(i), float(v)) for i, v in zip(indices, values, strict=True)]
 
 
 def class_name(categories: Sequence[str], index: int) -> str:
@@ -102,7 +102,7 @@ def find_classes(categories: Sequence[str], query: str, limit: int = 20) -> list
 
 
 # --------------------------------------------------------------------------------------- methods and their cost
-def is_score_based(method: type[BaseCAM] | BaseCAM) -> bool:
+def is_score_based(method: type[BaseCAM] | BaseCAM) -> TypeGuard[type[ScoreBasedCAM] | ScoreBasedCAM]:
     """Whether the method scores one masked input per channel (its cost grows with the channel count)."""
     return issubclass(method if isinstance(method, type) else type(method), ScoreBasedCAM)
 
@@ -282,7 +282,7 @@ def run_method(
     synchronize(image.device)
     start = time.perf_counter()
     explanation = explainer.explain(image, target)
-    saliency = explanation.saliency(tuple(image.shape[-2:]))[0]
+    saliency = explanation.saliency((image.shape[-2], image.shape[-1]))[0]
     synchronize(image.device)
     seconds = time.perf_counter() - start
     scored = explanation.details.get("scored")
@@ -293,7 +293,7 @@ def run_method(
         target=int(explanation.targets[0]),
         channels_scored=int(scored[0].sum()) if scored is not None else None,
         channels_total=int(explanation.activations.shape[1]),
-        teaching=teaching_view(explainer, explanation, tuple(image.shape[-2:]), teaching_channels),
+        teaching=teaching_view(explainer, explanation, (image.shape[-2], image.shape[-1]), teaching_channels),
         options=explainer.options(),
     )
 

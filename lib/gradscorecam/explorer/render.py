@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter
@@ -60,7 +61,7 @@ def maps_figure(
     axes[0].set_xticks([])
     axes[0].set_yticks([])
     artist = None
-    for ax, cell in zip(axes[1:], cells):
+    for ax, cell in zip(axes[1:], cells, strict=False):  # no cells: one blank panel, left empty
         if cell.saliency is not None:
             artist = overlay(ax, image, cell.saliency, alpha=opacity)
         else:
@@ -101,7 +102,7 @@ def teaching_figure(
     image = images[0].detach().cpu().float()
     display = to_display_image(image, mean, std)
     for row, (name, view) in enumerate(views.items()):
-        for col, (channel, value) in enumerate(zip(view.channels, view.values)):
+        for col, (channel, value) in enumerate(zip(view.channels, view.values, strict=True)):
             ax = fig.add_subplot(grid[row, col])
             mask = view.masks[col]
             if view.kind == "scores":
@@ -121,7 +122,7 @@ def teaching_figure(
     return fig
 
 
-def _value_plot(ax, view: TeachingView) -> None:  # type: ignore[no-untyped-def]
+def _value_plot(ax: Axes, view: TeachingView) -> None:
     """Every channel's score or weight, sorted, the shown channels in red: how few channels carry the map."""
     values = view.all_values
     if view.scored is not None:

@@ -170,8 +170,8 @@ class Session:
         inputs = probabilities = None
         if self.picture is not None:
             inputs, probabilities = self._inputs_for(key, spec, self.image_key or "", self.picture)
-        size = tuple(inputs.shape[-2:]) if inputs is not None else DEFAULT_INPUT_SIZE
-        layers = self._layers_for(key, spec, size)  # type: ignore[arg-type]
+        size = (inputs.shape[-2], inputs.shape[-1]) if inputs is not None else DEFAULT_INPUT_SIZE
+        layers = self._layers_for(key, spec, size)
         layer = default_layer(spec, layers)
         notes: list[str] = []
         if layer != spec.target_layer:
@@ -206,7 +206,7 @@ class Session:
         layers = self.layers
         if self.spec is not None and self.model_key is not None:
             inputs, probabilities = self._inputs_for(self.model_key, self.spec, key, picture)
-            layers = self._layers_for(self.model_key, self.spec, tuple(inputs.shape[-2:]))  # type: ignore[arg-type]
+            layers = self._layers_for(self.model_key, self.spec, (inputs.shape[-2], inputs.shape[-1]))
         self.image_key, self.picture, self.label = key, picture, entry.class_index
         self.inputs, self.probabilities = inputs, probabilities
         self.target = int(probabilities.argmax()) if probabilities is not None else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -166,7 +166,7 @@ def uploaded_files(value: object) -> list[tuple[str, bytes]]:
         for name, item in value.items():
             files.append((str(name), bytes(item["content"])))
     else:
-        for item in value or ():  # type: ignore[union-attr]
+        for item in value if isinstance(value, Iterable) else ():
             files.append((str(item.get("name", "upload")), bytes(item["content"])))
     return files
 

@@ -603,6 +603,8 @@ class Explorer:
                         self._deferred[keys[name]] = f"not computed: estimated {seconds:.0f} s. Press “Compute anyway”."
                         total = s.layers[s.layer][0]  # type: ignore[index]
                         budget = channel_budget(s.options(name))
+                        # a score-based explainer's options carry its resolved budget; a ready session has a model
+                        assert budget is not None and s.spec is not None
                         n = channels_to_score(total, budget)
                         self._say(
                             f"{name} would take about {seconds:.0f} s here: {n} of {total} channels to score "

@@ -89,7 +89,7 @@ def pointing_game(saliency: Tensor | np.ndarray, boxes: Sequence[Sequence[Box]],
     tolerance = default_tolerance(maps.shape) if tolerance is None else tolerance
     hits = np.zeros(len(maps), dtype=bool)
     width = maps.shape[-1]
-    for i, (saliency_map, image_boxes) in enumerate(zip(maps, boxes)):
+    for i, (saliency_map, image_boxes) in enumerate(zip(maps, boxes, strict=True)):
         index = int(np.argmax(saliency_map))  # numpy's argmax returns the first maximum, row-major
         y, x = divmod(index, width)
         hits[i] = any(_distance_to_box(x, y, box) <= tolerance for box in image_boxes)
@@ -101,7 +101,7 @@ def energy_pointing_game(saliency: Tensor | np.ndarray, boxes: Sequence[Sequence
     maps = _as_maps(saliency)
     _check_boxes(maps, boxes)
     shares = np.full(len(maps), np.nan)
-    for i, (saliency_map, image_boxes) in enumerate(zip(maps, boxes)):
+    for i, (saliency_map, image_boxes) in enumerate(zip(maps, boxes, strict=True)):
         inside = box_mask(saliency_map.shape, image_boxes)
         total = float(saliency_map.sum())
         if total > 0:
