@@ -8,6 +8,7 @@
 #   ./run_all.sh --profile paper --imagenet-val /data/ILSVRC2012/val --device cuda
 #   ./run_all.sh --model-file my_model.py --images my_images/labels.csv
 #   ./run_all.sh merge results/paper/table1_shard*.csv --output results/paper/table1_merged.csv
+#   ./run_all.sh explore [--model-file F] [--images SRC] [--port 8866] [--no-browser]   # the explorer as a web app
 #
 # ./run_all.sh --help lists every option.
 set -euo pipefail
@@ -15,6 +16,7 @@ cd "$(dirname "$0")"
 source scripts/ensure_env.sh
 case "${1:-}" in
     merge|run) exec python -m gradscorecam.pipeline "$@" ;;
+    explore) shift; exec python -m gradscorecam.explorer.app "$@" ;;
     -h|--help) exec python -m gradscorecam.pipeline run --help ;;
     *) exec python -m gradscorecam.pipeline run "$@" ;;
 esac
