@@ -93,10 +93,11 @@ def test_the_notebooks_parameters_read_the_apps_environment(monkeypatch: pytest.
 
 
 def test_clear_errors_before_any_server_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    assert app.main(["--model-file", str(tmp_path / "absent.py"), "--no-browser"]) == 2
+    here = ["--notebook", str(NOTEBOOK), "--no-browser"]  # wherever pytest runs from
+    assert app.main(["--model-file", str(tmp_path / "absent.py"), *here]) == 2
     error = capsys.readouterr().err
     assert "--model-file" in error and "absent.py: no such file" in error
-    assert app.main(["--images", str(tmp_path / "nowhere"), "--no-browser"]) == 2
+    assert app.main(["--images", str(tmp_path / "nowhere"), *here]) == 2
     assert "--images" in capsys.readouterr().err
     assert app.main(["--notebook", str(tmp_path / "absent.ipynb"), "--no-browser"]) == 2
     assert "--notebook" in capsys.readouterr().err
@@ -104,7 +105,7 @@ def test_clear_errors_before_any_server_starts(tmp_path: Path, capsys: pytest.Ca
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert app.main(["--port", str(port), "--no-browser"]) == 2
+        assert app.main(["--port", str(port), *here]) == 2
         error = capsys.readouterr().err
         assert f"127.0.0.1:{port}" in error and "--port" in error and "in use" in error
 

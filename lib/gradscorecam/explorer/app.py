@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import webbrowser
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,13 @@ def app_notebook(notebook: Any, kernel_name: str | None = None) -> Any:
     return notebook
 
 
-def make_prelaunch_hook(kernel_name: str | None) -> Any:
+def make_prelaunch_hook(kernel_name: str | None) -> Callable[[Any, Any, str], Any]:
+    """Voila's ``VoilaConfiguration.prelaunch_hook``: :func:`app_notebook` on every page's notebook.
+
+    Also usable where Voila runs as a Jupyter server extension (JupyterHub), in ``jupyter_server_config.py``:
+    ``c.VoilaConfiguration.prelaunch_hook = make_prelaunch_hook(None)`` (``None`` keeps the notebook's kernel).
+    """
+
     def hook(request_handler: Any, notebook: Any, cwd: str) -> Any:
         return app_notebook(notebook, kernel_name)
 
