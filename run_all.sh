@@ -9,6 +9,7 @@
 #   ./run_all.sh --model-file my_model.py --images my_images/labels.csv
 #   ./run_all.sh merge results/paper/table1_shard*.csv --output results/paper/table1_merged.csv
 #   ./run_all.sh report --out results/paper         # rebuild results/paper/report/index.html from that run
+#   ./run_all.sh explore [--model-file F] [--images SRC] [--port 8866] [--no-browser]   # the explorer as a web app
 #
 # ./run_all.sh --help lists every option.
 set -euo pipefail
@@ -17,6 +18,10 @@ source scripts/ensure_env.sh
 case "${1:-}" in
     merge|run) exec python -m gradscorecam.pipeline "$@" ;;
     report) shift; exec python -m gradscorecam.report "$@" ;;
-    -h|--help) exec python -m gradscorecam.pipeline run --help ;;
+    explore) shift; exec python -m gradscorecam.explorer.app "$@" ;;
+    -h|--help)
+        python -m gradscorecam.pipeline run --help
+        printf '\nOther commands (each takes --help): merge SHARDS --output CSV | report [--out DIR] | explore [--model-file F]\n'
+        exit 0 ;;
     *) exec python -m gradscorecam.pipeline run "$@" ;;
 esac

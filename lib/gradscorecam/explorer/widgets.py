@@ -25,7 +25,7 @@ import ipywidgets as widgets
 from PIL import Image
 from torch import Tensor
 
-from ..errors import GradScoreCAMError
+from ..errors import GradScoreCAMError, WeightsUnavailableError
 from ..explainers import METHODS
 from ..explainers.scoring import Budget
 from ..plotting import RANDOM_WEIGHTS_MARK, to_display_image
@@ -62,6 +62,12 @@ Level = Literal["info", "warning", "error"]
 #: Score-based computations estimated to take longer than this many seconds wait for "Compute anyway".
 DEFAULT_WARN_SECONDS = 15.0
 _COLOURS = {"info": "#1f4e79", "warning": "#8a5a00", "error": "#a4000f"}
+#: Added to a missing-weights message: the other way to a trained network, from the page or the web app's command.
+WEIGHTS_HINT = (
+    "Or explain a network whose weights you have: type the path of a model file (a .py with build_model()) in the "
+    "box beside the model menu and press “load model”, or start the web app with it: "
+    "./run_all.sh explore --model-file FILE."
+)
 
 
 @dataclass
@@ -384,6 +390,8 @@ class Explorer:
             self._clear_messages()
         try:
             action()
+        except WeightsUnavailableError as error:  # offline without the torchvision file: say both ways out
+            self._say(f"{error} {WEIGHTS_HINT}", "error")
         except GradScoreCAMError as error:
             self._say(str(error), "error")
         except KeyboardInterrupt:
