@@ -127,7 +127,7 @@ def _descendants(pid: int) -> set[int]:
     """Every process below ``pid`` (``ps``, so it works on Linux and macOS)."""
     table = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True).stdout.split()
     children: dict[int, list[int]] = {}
-    for child, parent in zip(map(int, table[::2]), map(int, table[1::2])):
+    for child, parent in zip(map(int, table[::2]), map(int, table[1::2]), strict=True):
         children.setdefault(parent, []).append(child)
     found, todo = set(), [pid]
     while todo:
