@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             explainer = (
                 ScoreCAM(model, layer, batch_size=args.batch_size)
                 if method == "Score-CAM"
-                else GradPlusPlusScoreCAM(model, layer, batch_size=args.batch_size, max_channels="all" if budget is None else budget)
+                else GradPlusPlusScoreCAM(
+                    model, layer, batch_size=args.batch_size, max_channels="all" if budget is None else budget
+                )
             )
             start = clock()
             explanation = explainer.explain(image, target)

@@ -36,7 +36,12 @@ def variants(model: torch.nn.Module, device: torch.device, include_autocast: boo
         "channels-last input": (model, True, torch.inference_mode, None),
         "channels-last input + parameters": (cl_copy, True, torch.inference_mode, None),
         "folded BN, NCHW": (fused, False, torch.inference_mode, None),
-        "folded BN, channels-last (our default)": (fused.to(memory_format=torch.channels_last), True, torch.inference_mode, None),
+        "folded BN, channels-last (our default)": (
+            fused.to(memory_format=torch.channels_last),
+            True,
+            torch.inference_mode,
+            None,
+        ),
     }
     if include_autocast:
         fused_cl = out["folded BN, channels-last (our default)"][0]

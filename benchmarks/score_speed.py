@@ -45,8 +45,8 @@ import torch
 import torchvision
 
 from gradscorecam import CAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, ScoreCAM, SmoothGradCAMPlusPlus
-from gradscorecam.torchutils import synchronize
 from gradscorecam.explainers.speed import FusedModelCache
+from gradscorecam.torchutils import synchronize
 
 LAYERS = {"resnet18": "layer4", "resnet50": "layer4", "vgg16": "features.29", "alexnet": "features.11"}
 WEIGHT_TOLERANCE = 1e-4  # relative to the largest weight: same method, same numbers up to float rounding
@@ -211,7 +211,12 @@ def contestants(args, model, layer: str, images, targets) -> list[Contestant]:
     if "Grad-CAM++" in wanted:  # eps=1e-6: pytorch-grad-cam's denominator; torchcam's Grad-CAM++ weights are wrong
         run = ours(GradCAMPlusPlus, model, layer, images, targets, eps=1e-6)
         add("Grad-CAM++", "ours", run, cheap)
-        add("Grad-CAM++", "pytorch-grad-cam", pytorch_grad_cam("GradCAMPlusPlus", model, module, images, targets, bs), cheap)
+        add(
+            "Grad-CAM++",
+            "pytorch-grad-cam",
+            pytorch_grad_cam("GradCAMPlusPlus", model, module, images, targets, bs),
+            cheap,
+        )
     if "SmoothGrad-CAM++" in wanted:
         add("SmoothGrad-CAM++", "ours", ours(SmoothGradCAMPlusPlus, model, layer, images, targets), 1)
     if "Score-CAM" in wanted:
@@ -220,7 +225,11 @@ def contestants(args, model, layer: str, images, targets) -> list[Contestant]:
             add("Score-CAM", "ours (plain)", ours(ScoreCAM, model, layer, images, targets, batch_size=bs, **plain))
     if "Score-CAM/pytorch-grad-cam" in wanted:
         row = "Score-CAM, pytorch-grad-cam reading"
-        add(row, "ours", ours(ScoreCAM, model, layer, images, targets, batch_size=bs, variant="pytorch-grad-cam", **speed))
+        add(
+            row,
+            "ours",
+            ours(ScoreCAM, model, layer, images, targets, batch_size=bs, variant="pytorch-grad-cam", **speed),
+        )
         add(row, "pytorch-grad-cam", pytorch_grad_cam("ScoreCAM", model, module, images, targets, bs))
     if "Score-CAM/torchcam" in wanted:
         row = "Score-CAM, torchcam reading"
@@ -229,12 +238,34 @@ def contestants(args, model, layer: str, images, targets) -> list[Contestant]:
     if "Grad++ScoreCAM" in wanted:
         for budget in args.budgets:
             row = "Grad++ScoreCAM" + ("" if budget is None else f", max_channels={budget}")
-            add(row, "ours", ours(GradPlusPlusScoreCAM, model, layer, images, targets, batch_size=bs, max_channels="all" if budget is None else budget, **speed))
+            add(
+                row,
+                "ours",
+                ours(
+                    GradPlusPlusScoreCAM,
+                    model,
+                    layer,
+                    images,
+                    targets,
+                    batch_size=bs,
+                    max_channels="all" if budget is None else budget,
+                    **speed,
+                ),
+            )
     if args.floor:
         # Our own forward runs as many chunks as a Score-CAM call, so both see the machine over as long a time.
-        for label, cl, fused in (("NCHW", False, False), ("channels-last input", True, False), ("folded BN, channels-last", True, True)):
+        for label, cl, fused in (
+            ("NCHW", False, False),
+            ("channels-last input", True, False),
+            ("folded BN, channels-last", True, True),
+        ):
             batches = args.floor_batches or (-(-len(images) * _channels(model, layer, images) // bs) if fused else 4)
-            add(f"forward ({label})", "forward", forward_batch(model, images, bs, cl, fused, args.autocast_dtype), batches)
+            add(
+                f"forward ({label})",
+                "forward",
+                forward_batch(model, images, bs, cl, fused, args.autocast_dtype),
+                batches,
+            )
     return rows
 
 
@@ -277,7 +308,9 @@ def time_all(rows: list[Contestant], repeats: int, device: torch.device, clock: 
             c.times.append(c.cpu[-1] if clock == "cpu" else c.wall[-1])
             if c.output is None and out is not None:
                 c.output = out
-            log(f"  repeat {rep + 1}/{repeats}  {c.row:<40} {c.library:<18} wall {c.wall[-1]:8.3f} s  cpu {c.cpu[-1]:8.3f} s")
+            log(
+                f"  repeat {rep + 1}/{repeats}  {c.row:<40} {c.library:<18} wall {c.wall[-1]:8.3f} s  cpu {c.cpu[-1]:8.3f} s"
+            )
 
 
 def table(name: str, rows: list[Contestant], n_images: int, batch_size: int, clock: str) -> tuple[str, dict, bool]:
@@ -350,7 +383,10 @@ def _acceptance(med: dict[tuple[str, str], float], summary: dict) -> str:
     """The issue's acceptance numbers in one line (also stored under ``acceptance`` in the JSON)."""
     ours_time = med.get(("Score-CAM", "ours"))
     found: dict[str, float] = {}
-    for lib, row in (("pytorch-grad-cam", "Score-CAM, pytorch-grad-cam reading"), ("torchcam", "Score-CAM, torchcam reading")):
+    for lib, row in (
+        ("pytorch-grad-cam", "Score-CAM, pytorch-grad-cam reading"),
+        ("torchcam", "Score-CAM, torchcam reading"),
+    ):
         if ours_time and (row, lib) in med:
             found[f"scorecam/{lib}"] = ours_time / med[(row, lib)]
             found[f"scorecam/{lib} (same reading)"] = med[(row, "ours")] / med[(row, lib)]
@@ -428,7 +464,9 @@ def machine(args: argparse.Namespace) -> str:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     methods = ["CAM", "Grad-CAM", "Grad-CAM++", "SmoothGrad-CAM++", "Score-CAM", "Score-CAM/pytorch-grad-cam",
                "Score-CAM/torchcam", "Grad++ScoreCAM"]  # fmt: skip
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--models", nargs="+", default=["resnet18", "resnet50"], choices=sorted(LAYERS))
     p.add_argument("--methods", nargs="+", default=methods, choices=methods)
     p.add_argument("--size", type=int, default=224, help="input height and width (default 224)")
@@ -441,20 +479,30 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--inner", type=int, default=5, help="calls per timing of the cheap (gradient) methods")
     p.add_argument("--budgets", nargs="+", default=["none", "64"], help="Grad++ScoreCAM max_channels values")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--autocast", choices=["bf16", "fp16"], default=None, help="ours only (the references have no such option)")
-    p.add_argument("--no-plain", dest="plain", action="store_false", help="skip timing our plain path (all speed options off)")
+    p.add_argument(
+        "--autocast", choices=["bf16", "fp16"], default=None, help="ours only (the references have no such option)"
+    )
+    p.add_argument(
+        "--no-plain", dest="plain", action="store_false", help="skip timing our plain path (all speed options off)"
+    )
     p.add_argument("--no-floor", dest="floor", action="store_false")
     p.add_argument("--floor-batches", type=int, default=0,
                    help="forward passes of one chunk per floor timing (default: as many as a Score-CAM call makes for "
                         "our forward, 4 for the others)")  # fmt: skip
     p.add_argument("--rss", nargs="*", default=["ours", "pytorch-grad-cam", "torchcam"],
                    help="libraries whose peak RSS of one Score-CAM call is measured in a subprocess (none: skip)")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("results/benchmarks"), help="folder for the JSON and markdown results")
+    p.add_argument(
+        "--out", type=Path, default=Path("results/benchmarks"), help="folder for the JSON and markdown results"
+    )
     p.add_argument("--rss-child", metavar="LIBRARY", default=None,
                    help="only this: one Score-CAM call of LIBRARY (ours, pytorch-grad-cam, torchcam) on --models' first "
                         "network in this process, printing its peak RSS as JSON (what --rss runs in a subprocess)")  # fmt: skip
-    p.add_argument("--no-fuse", dest="fuse", action="store_false",
-                   help="with --rss-child ours: fuse_batchnorm=False (how much memory the folded copy takes)")
+    p.add_argument(
+        "--no-fuse",
+        dest="fuse",
+        action="store_false",
+        help="with --rss-child ours: fuse_batchnorm=False (how much memory the folded copy takes)",
+    )
     args = p.parse_args(argv)
     args.budgets = [None if b.lower() in ("none", "all") else int(b) for b in args.budgets]
     if args.clock == "cpu" and args.device != "cpu":
@@ -472,7 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("torchcam").setLevel(logging.ERROR)  # its CAM logs which fc layer it picked, every call
     import pytorch_grad_cam.score_cam as pgc_score_cam
 
-    pgc_score_cam.tqdm.tqdm = lambda iterable, *a, **k: iterable  # silence its per-chunk bar (ours and torchcam print none)
+    pgc_score_cam.tqdm.tqdm = lambda iterable, *a, **k: (
+        iterable
+    )  # silence its per-chunk bar (ours and torchcam print none)
     try:
         import cv2
 
@@ -483,19 +533,35 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     header = machine(args)
     print(header, flush=True)
-    reports, summaries, all_ok = [header, ""], {"machine": header, "args": {k: str(v) for k, v in vars(args).items()}}, True
+    reports, summaries, all_ok = (
+        [header, ""],
+        {"machine": header, "args": {k: str(v) for k, v in vars(args).items()}},
+        True,
+    )
     for name in args.models:
         model, layer, images, targets = build(args, name)
         rows = contestants(args, model, layer, images, targets)
-        print(f"{name} ({layer}), {args.images} image(s) of {args.size}x{args.size}, chunk {args.batch_size}", flush=True)
+        print(
+            f"{name} ({layer}), {args.images} image(s) of {args.size}x{args.size}, chunk {args.batch_size}", flush=True
+        )
         time_all(rows, args.repeats, device, args.clock, lambda s: print(s, flush=True))
-        text, summary, ok = table(f"{name}, {args.size}x{args.size}, batch_size {args.batch_size}", rows, args.images, args.batch_size, args.clock)
+        text, summary, ok = table(
+            f"{name}, {args.size}x{args.size}, batch_size {args.batch_size}",
+            rows,
+            args.images,
+            args.batch_size,
+            args.clock,
+        )
         all_ok &= ok
         for library in args.rss:
             summary.setdefault("peak_rss", {})[library] = peak_rss(args, name, library)
         if args.rss:
-            text += "\n\nPeak RSS of one Score-CAM call (fresh process; before the call, with the model loaded): " + ", ".join(
-                f"{lib} {m['peak_mib']:.0f} MiB ({m['before_call_mib']:.0f})" for lib, m in summary["peak_rss"].items()
+            text += (
+                "\n\nPeak RSS of one Score-CAM call (fresh process; before the call, with the model loaded): "
+                + ", ".join(
+                    f"{lib} {m['peak_mib']:.0f} MiB ({m['before_call_mib']:.0f})"
+                    for lib, m in summary["peak_rss"].items()
+                )
             )
         print("\n" + text + "\n", flush=True)
         reports += [text, ""]

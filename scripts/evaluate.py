@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deletion-steps", type=int, default=100, help="0 skips deletion/insertion")
     parser.add_argument("--shard-index", type=int, default=0)
     parser.add_argument("--num-shards", type=int, default=1)
-    parser.add_argument("--layer", help="target layer, a name from model.named_modules() (default: the model's usual one)")
+    parser.add_argument(
+        "--layer", help="target layer, a name from model.named_modules() (default: the model's usual one)"
+    )
     parser.add_argument("--max-channels", type=channel_budget, default=None,
                         help="channels the score-based methods score: a number, or 'all' (default: each method's "
                              "own, Grad++ScoreCAM 64, Score-CAM all); recorded in the results")  # fmt: skip

@@ -157,14 +157,18 @@ def screenshot(args: argparse.Namespace, browser) -> None:  # type: ignore[no-un
 
 def memory(args: argparse.Namespace, browser) -> None:  # type: ignore[no-untyped-def]
     folder = Path(tempfile.mkdtemp(prefix="app-memory-"))
-    runs: list[tuple[str, Sequence[str], Sequence[str]]] = [("resnet50 (random weights, the app's first model)", ["--random-weights"], [])]
+    runs: list[tuple[str, Sequence[str], Sequence[str]]] = [
+        ("resnet50 (random weights, the app's first model)", ["--random-weights"], [])
+    ]
     for name in ("vgg16", "alexnet"):
         wrapper = folder / f"{name}_random.py"
         wrapper.write_text(WRAPPER.format(name=name))
         runs.append((f"{name} (random weights, alone in the kernel)", ["--model-file", str(wrapper)], []))
     if args.model_file:
         runs.append((f"model file {Path(args.model_file).name}", ["--model-file", args.model_file], []))
-    runs.append(("resnet50, then vgg16, then alexnet in one page (random weights)", ["--random-weights"], ["vgg16", "alexnet"]))
+    runs.append(
+        ("resnet50, then vgg16, then alexnet in one page (random weights)", ["--random-weights"], ["vgg16", "alexnet"])
+    )
     print("| kernel of one page | RSS after the first maps (MiB) | peak RSS (MiB) | server RSS (MiB) |")
     print("| --- | --- | --- | --- |")
     for label, options, then in runs:
@@ -186,7 +190,9 @@ def main() -> None:
     shot = sub.add_parser("screenshot")
     shot.add_argument("--model-file", default=str(REPO.parent / "shared/models/mobilenet_v2_imagenet/model.py"))
     shot.add_argument("--images", default=str(REPO.parent / "shared/data/imagenet_samples/labels.csv"))
-    shot.add_argument("--image", default="images/n02279972_monarch.JPEG", help="the image shown (its name in the image menu)")
+    shot.add_argument(
+        "--image", default="images/n02279972_monarch.JPEG", help="the image shown (its name in the image menu)"
+    )
     shot.add_argument("--tick", nargs="*", default=["Grad++ScoreCAM"], help="methods ticked besides the initial ones")
     shot.add_argument("--out", default=str(REPO / "docs/explorer_app.png"))
     shot.add_argument("--width", type=int, default=1250)

@@ -93,7 +93,9 @@ def write_notebook(folder: Path, args: argparse.Namespace, marker: Path) -> Path
 def start_lab(folder: Path, port: int, token: str) -> subprocess.Popen:
     settings = folder / ".settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO / "lib"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -167,7 +169,9 @@ def take(args: argparse.Namespace) -> None:
 
 def run_all(page, attempts: int = 4) -> None:  # type: ignore[no-untyped-def]
     """JupyterLab's "Run All Cells"; tried again when no cell starts (a kernel that was not quite connected yet)."""
-    started = "() => [...document.querySelectorAll('.jp-InputPrompt')].some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"
+    started = (
+        "() => [...document.querySelectorAll('.jp-InputPrompt')].some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"
+    )
     for attempt in range(attempts):
         time.sleep(3)
         page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")

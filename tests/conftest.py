@@ -68,7 +68,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def random_image_records(folder: Path, n: int, size: int = 16, class_index: int = 1, prefix: str = "im") -> list[ImageRecord]:
+def random_image_records(
+    folder: Path, n: int, size: int = 16, class_index: int = 1, prefix: str = "im"
+) -> list[ImageRecord]:
     """``n`` seeded random RGB photographs of ``size`` x ``size`` saved as ``folder/<i>.png``, as image records."""
     records = []
     for i in range(n):

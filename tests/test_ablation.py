@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import random_image_records, tiny_spec
+
 import gradscorecam
 from gradscorecam import GradPlusPlusScoreCAM, ablation
 from gradscorecam.verdict import paired_comparison
@@ -51,9 +52,18 @@ def _table() -> pd.DataFrame:
     }
     for config, claims in paired.items():
         at = table.index[table["config"] == config][0]
-        for claim, (low, high) in {**claims, "AI > Grad-CAM++": (math.nan, math.nan), "faster than Score-CAM": (-40, -30)}.items():
+        for claim, (low, high) in {
+            **claims,
+            "AI > Grad-CAM++": (math.nan, math.nan),
+            "faster than Score-CAM": (-40, -30),
+        }.items():
             table.loc[at, [f"{claim} difference", f"{claim} low", f"{claim} high", f"{claim} p", f"{claim} n"]] = [
-                (low + high) / 2, low, high, 0.01, 1 if claim == "AI > Grad-CAM++" else 30]
+                (low + high) / 2,
+                low,
+                high,
+                0.01,
+                1 if claim == "AI > Grad-CAM++" else 30,
+            ]
     return table
 
 
@@ -132,7 +142,11 @@ def test_run_ablation_end_to_end(gap_net, tmp_path):
     assert table.loc[0, "AD < Score-CAM low"] == pytest.approx(expected.loc[0, "low"])
     assert math.isnan(table.loc[3, "AD < Score-CAM low"])  # baseline rows carry no claims
     verdicts = ablation.claims(table)
-    assert len(verdicts) == 3 and set(verdicts.columns) >= {"AD < Grad-CAM++", "AI > Score-CAM", "faster than Score-CAM"}
+    assert len(verdicts) == 3 and set(verdicts.columns) >= {
+        "AD < Grad-CAM++",
+        "AI > Score-CAM",
+        "faster than Score-CAM",
+    }
 
 
 def test_gap_layer_twins_are_not_recomputed(gap_net, tmp_path):
@@ -159,8 +173,12 @@ def test_gap_layer_twins_are_not_recomputed(gap_net, tmp_path):
 
 def test_indistinguishable_needs_each_mean_inside_the_others_interval_on_every_metric():
     def row(config, value, half):
-        return {"config": config, **{k: value for k in ablation.QUALITY},
-                **{f"{k}_low": value - half for k in ablation.QUALITY}, **{f"{k}_high": value + half for k in ablation.QUALITY}}
+        return {
+            "config": config,
+            **{k: value for k in ablation.QUALITY},
+            **{f"{k}_low": value - half for k in ablation.QUALITY},
+            **{f"{k}_high": value + half for k in ablation.QUALITY},
+        }
 
     table = pd.DataFrame([row("a", 1.0, 0.5), row("b", 1.4, 0.5), row("c", 1.4, 0.1)])
     assert ablation.indistinguishable(table, "a", "b")

@@ -91,7 +91,9 @@ def test_every_module_has_a_layer():
 @pytest.mark.parametrize("module", PRESENT)
 def test_a_layer_imports_nothing_above_it(module: str, loaded: dict[str, set[str]]):
     above = {m for m in _library_modules(loaded[module]) if LAYER_OF.get(m, -1) > LAYER_OF[module]}
-    assert not above, f"gradscorecam.{module} (layer {LAYERS[LAYER_OF[module]][0]!r}) imports layers above it: {sorted(above)}"
+    assert not above, (
+        f"gradscorecam.{module} (layer {LAYERS[LAYER_OF[module]][0]!r}) imports layers above it: {sorted(above)}"
+    )
 
 
 def test_one_explainer_loads_no_evaluation_or_notebook_stack(loaded: dict[str, set[str]]):
@@ -121,5 +123,7 @@ def test_no_private_names_imported_between_modules():
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("gradscorecam")):
-                found += [f"{path.relative_to(PACKAGE)}: {alias.name}" for alias in node.names if alias.name.startswith("_")]
+                found += [
+                    f"{path.relative_to(PACKAGE)}: {alias.name}" for alias in node.names if alias.name.startswith("_")
+                ]
     assert not found, found

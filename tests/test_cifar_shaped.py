@@ -71,7 +71,9 @@ MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 @pytest.fixture(scope="module")
 def spec() -> ModelSpec:
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
-    return ModelSpec(TinyCifarResNet(), transform, "layer3", CLASSES, MEAN, STD, "resnet20_cifar10 (test)", "random (test)")
+    return ModelSpec(
+        TinyCifarResNet(), transform, "layer3", CLASSES, MEAN, STD, "resnet20_cifar10 (test)", "random (test)"
+    )
 
 
 @pytest.fixture
@@ -118,7 +120,9 @@ def test_runner_table1_and_pointing_games_on_cifar_shaped_images(spec, cifar_fol
     # the pointing game ran with the tolerance scaled to 32 px (2.14 px), recomputed here by hand
     row = boxed.iloc[0]
     images, boxes = load_batch([records[0]], spec.transform)
-    saliency = make_explainer(row["method"], spec.model, "layer3", max_channels=8, smooth_samples=2)(images, [int(row["class_index"])])
+    saliency = make_explainer(row["method"], spec.model, "layer3", max_channels=8, smooth_samples=2)(
+        images, [int(row["class_index"])]
+    )
     y, x = divmod(int(saliency[0].argmax()), 32)
     distance = min(math.hypot(max(x0 - x, 0, x - x1), max(y0 - y, 0, y - y1)) for x0, y0, x1, y1 in boxes[0])
     assert row["pointing_hit"] == float(distance <= 15 * 32 / 224)
@@ -152,7 +156,10 @@ def test_ablation_on_a_cifar_resnet(spec, cifar_folder, tmp_path):
     assert ablation.input_size(spec, records) == (32, 32)
     assert ablation.followed_by_gap_linear(spec, "layer3", (32, 32))
     assert not ablation.followed_by_gap_linear(spec, "layer2", 32)
-    configs = [ablation.Config(ablation.readings()[0], 8), ablation.Config({**ablation.readings()[0], "mask_source": "gradient"}, 8)]
+    configs = [
+        ablation.Config(ablation.readings()[0], 8),
+        ablation.Config({**ablation.readings()[0], "mask_source": "gradient"}, 8),
+    ]
     table = ablation.run_ablation(spec, records, configs, tmp_path / "abl", layer="layer3", deletion_steps=4,
                                   baselines=("Grad-CAM++",), progress=False)  # fmt: skip
     assert table.loc[1, "note"].startswith("identical by construction")  # layer3 is followed by GAP + linear

@@ -116,7 +116,11 @@ def test_flat_folder_with_xml_annotations(flat: Path, tmp_path: Path):
             f"<ymin>2</ymin><xmax>{3 + i}</xmax><ymax>5</ymax></bndbox></object></annotation>"
         )
     records = imagenet_folder(flat, annotations=annotations)
-    assert [(r.class_index, r.boxes) for r in records] == [(0, ((1, 2, 4, 5),)), (1, ((1, 2, 5, 5),)), (0, ((1, 2, 6, 5),))]
+    assert [(r.class_index, r.boxes) for r in records] == [
+        (0, ((1, 2, 4, 5),)),
+        (1, ((1, 2, 5, 5),)),
+        (0, ((1, 2, 6, 5),)),
+    ]
 
 
 def test_flat_folder_errors_name_the_file(flat: Path, tmp_path: Path):

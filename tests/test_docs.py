@@ -94,16 +94,24 @@ def broken_links(page: Path) -> list[str]:
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_resolves(page: Path):
     problems = broken_links(page)
-    assert not problems, f"{page.relative_to(ROOT)} has broken links; fix the path or the heading:\n" + "\n".join(problems)
+    assert not problems, f"{page.relative_to(ROOT)} has broken links; fix the path or the heading:\n" + "\n".join(
+        problems
+    )
 
 
 def test_github_slugs_match_hand_computed_anchors():
     # the anchors GitHub shows for these headings (hover the heading's link icon)
-    assert github_slug("Reproducing the paper: `run_all.sh` and the tests") == "reproducing-the-paper-run_allsh-and-the-tests"
+    assert (
+        github_slug("Reproducing the paper: `run_all.sh` and the tests")
+        == "reproducing-the-paper-run_allsh-and-the-tests"
+    )
     assert github_slug("Does the paper's claim hold?") == "does-the-papers-claim-hold"
     assert github_slug("5. What a run costs") == "5-what-a-run-costs"
     assert github_slug("Your own network: the model-file contract") == "your-own-network-the-model-file-contract"
-    assert github_slug("Sanity checks: do the maps depend on the model?") == "sanity-checks-do-the-maps-depend-on-the-model"
+    assert (
+        github_slug("Sanity checks: do the maps depend on the model?")
+        == "sanity-checks-do-the-maps-depend-on-the-model"
+    )
     assert github_slug("See [the docs](docs/x.md) now") == "see-the-docs-now"
 
 
@@ -117,7 +125,12 @@ def test_the_link_checker_finds_broken_links_and_anchors(tmp_path: Path):
         "`[in code](missing_in_code.md)`\n\n```\n[in a fence](missing_in_fence.md)\n```\n"
     )
     problems = broken_links(page)
-    assert [p.split(" ", 3)[2] for p in problems] == ["missing.md", "other.md#part-two", "other.md#not-a-heading", "#nowhere"]
+    assert [p.split(" ", 3)[2] for p in problems] == [
+        "missing.md",
+        "other.md#part-two",
+        "other.md#not-a-heading",
+        "#nowhere",
+    ]
     assert all(p.startswith("line 6:") for p in problems)
 
 

@@ -9,17 +9,17 @@ matplotlib.use("Agg")
 import dataclasses
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 from conftest import random_image_records, tiny_spec
-from gradscorecam import GradCAM, experiments
-from gradscorecam.datasets import ImageRecord
-from gradscorecam.errors import GradScoreCAMError
 from matplotlib import pyplot as plt
 from PIL import Image
 from torchvision import transforms
+
+from gradscorecam import GradCAM, experiments
+from gradscorecam.datasets import ImageRecord
+from gradscorecam.errors import GradScoreCAMError
 
 
 def test_figures_2_to_4_use_the_same_images():
@@ -66,7 +66,9 @@ def test_object_localization_refuses_a_transform_whose_boxes_cannot_be_mapped(ga
     # a plain function has no known geometry: map_boxes gives None, which len() used to meet as a TypeError
     (record,) = random_image_records(tmp_path, 1, size=16, class_index=3)
     record = dataclasses.replace(record, boxes=((0, 0, 5, 5), (8, 8, 15, 15)))
-    spec = dataclasses.replace(tiny_spec(gap_net, "layer"), transform=lambda image: transforms.functional.to_tensor(image))
+    spec = dataclasses.replace(
+        tiny_spec(gap_net, "layer"), transform=lambda image: transforms.functional.to_tensor(image)
+    )
     with pytest.raises(GradScoreCAMError, match=r"im0: its 2 boxes cannot be placed on the model's input.*Resize"):
         experiments.object_localization(spec, [record], ["Grad-CAM"], progress=False)
     # the same image through a resize + centre crop is scored: 2 objects, one row each
@@ -115,7 +117,9 @@ def test_recorded_budgets_read_each_methods_own_rows(tmp_path):
     from gradscorecam.explainers import describe_channel_budgets
 
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 10))
+    net = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 10)
+    )
     spec = tiny_spec(net, "1")
     records = random_image_records(tmp_path, 1)
     options = {"Score-CAM": {"max_channels": 3}}  # Grad++ScoreCAM left at its default
@@ -141,7 +145,10 @@ def test_table1_caption_says_what_ran(vgg_net):
                                          budgets={"Score-CAM": "all", "Grad++ScoreCAM": 64})  # fmt: skip
     assert "ImageNet" not in caption
     assert "3 image(s) from ../shared/data/cifar10_samples/labels.csv, N = 30 with values" in caption
-    assert "Average Drop/Increase on logits" in caption and "Deletion/Insertion AUC always on softmax probabilities" in caption
+    assert (
+        "Average Drop/Increase on logits" in caption
+        and "Deletion/Insertion AUC always on softmax probabilities" in caption
+    )
     assert "channels scored: Score-CAM: every non-constant channel; Grad++ScoreCAM: at most 64 channels" in caption
     assert "(paper, VGG16): the paper's Table 1, measured on VGG16, another network than resnet20_cifar10" in caption
     assert caption.startswith("RANDOM WEIGHTS")  # tiny_spec's weights are random

@@ -28,7 +28,12 @@ from gradscorecam.plotting import RANDOM_WEIGHTS_MARK
 CATEGORIES = ("tabby cat", "tiger cat", "goldfish", "great white shark", "espresso", "cup", "coffee mug",
               "tiger", "tiger shark", "missile")  # fmt: skip
 TRANSFORM = transforms.Compose(
-    [transforms.Resize(24), transforms.CenterCrop(24), transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)]
+    [
+        transforms.Resize(24),
+        transforms.CenterCrop(24),
+        transforms.ToTensor(),
+        transforms.Normalize([0.5] * 3, [0.5] * 3),
+    ]
 )
 FAST_OPTIONS = {"SmoothGrad-CAM++": {"n_samples": 2}}
 
@@ -63,7 +68,10 @@ def make():
 
     def build(**kwargs) -> Explorer:
         models = kwargs.pop("models", None) or {"tiny": tiny_spec}
-        images = kwargs.pop("images", None) or {"noise-a": lambda: picture(1), "noise-b": ImageEntry(lambda: picture(2), 2)}
+        images = kwargs.pop("images", None) or {
+            "noise-a": lambda: picture(1),
+            "noise-b": ImageEntry(lambda: picture(2), 2),
+        }
         kwargs.setdefault("options", FAST_OPTIONS)
         kwargs.setdefault("background", False)
         return Explorer(models, images, **kwargs)
@@ -190,23 +198,33 @@ def test_score_methods_report_progress_and_the_budget(make):
     # a new channel budget is a new result: "all" is every channel
     calls = explorer.explainer_calls
     explorer.channels_input.value = "all"
-    assert explorer.explainer_calls == calls + 1 and explorer.displayed.results["Score-CAM"].options["max_channels"] == "all"
-    torch.testing.assert_close(explorer.displayed.maps["Score-CAM"], expected_map(explorer, ScoreCAM, max_channels="all"))
+    assert (
+        explorer.explainer_calls == calls + 1
+        and explorer.displayed.results["Score-CAM"].options["max_channels"] == "all"
+    )
+    torch.testing.assert_close(
+        explorer.displayed.maps["Score-CAM"], expected_map(explorer, ScoreCAM, max_channels="all")
+    )
     # "default": each method its own budget, and the explorer says which: Score-CAM all (the same map, cached),
     # Grad++ScoreCAM 64 (more than the 8 channels of this layer: all of them)
     explorer.channels_input.value = "default"
     d = explorer.displayed
     assert explorer.explainer_calls == calls + 1 and explorer.session.max_channels is None
     assert d.budgets == {"Score-CAM": "all", "Grad++ScoreCAM": 64}
-    assert "Score-CAM: every non-constant channel" in explorer.budget_note.value and "Grad++ScoreCAM: at most 64 channels" in explorer.budget_note.value
+    assert (
+        "Score-CAM: every non-constant channel" in explorer.budget_note.value
+        and "Grad++ScoreCAM: at most 64 channels" in explorer.budget_note.value
+    )
     explorer.method_checkboxes["Grad++ScoreCAM"].value = True
     result = explorer.displayed.results["Grad++ScoreCAM"]
-    assert result.options["max_channels"] == 64 and result.describe().endswith("of 8 channels scored (budget: at most 64 channels)")
+    assert result.options["max_channels"] == 64 and result.describe().endswith(
+        "of 8 channels scored (budget: at most 64 channels)"
+    )
     torch.testing.assert_close(result.saliency, expected_map(explorer, GradPlusPlusScoreCAM, batch_size=2))
     # a budget the box cannot mean is a message naming the choices, and the box shows the budget in force
     explorer.channels_input.value = "0"
     d = explorer.displayed
-    assert d.level == "error" and "\"all\" (every channel)" in d.messages[0] and "\"default\"" in d.messages[0]
+    assert d.level == "error" and '"all" (every channel)' in d.messages[0] and '"default"' in d.messages[0]
     assert explorer.channels_input.value == "default" and explorer.session.max_channels is None
 
 

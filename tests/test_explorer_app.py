@@ -33,7 +33,9 @@ from gradscorecam.explorer import app
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / app.NOTEBOOK_NAME
 # Debian's chromium first; google-chrome is what GitHub's Ubuntu runners have preinstalled
-CHROMIUM = os.environ.get("CHROMIUM") or next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+CHROMIUM = os.environ.get("CHROMIUM") or next(
+    filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
+)
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 NO_CHROMIUM = (
@@ -87,7 +89,9 @@ def test_the_notebooks_parameters_read_the_apps_environment(monkeypatch: pytest.
     exec(parameters, namespace)
     assert namespace["model_file"] is None and namespace["weights"] == "DEFAULT" and namespace["device"] == "cpu"
     # options not given are removed from what the kernels inherit, PYTHONPATH starts with the checkout's lib/
-    inherited = app.kernel_env({"GRADSCORECAM_IMAGES": "/stale", "PYTHONPATH": "/x"}, {"GRADSCORECAM_DEVICE": "cpu"}, ROOT)
+    inherited = app.kernel_env(
+        {"GRADSCORECAM_IMAGES": "/stale", "PYTHONPATH": "/x"}, {"GRADSCORECAM_DEVICE": "cpu"}, ROOT
+    )
     assert "GRADSCORECAM_IMAGES" not in inherited and inherited["GRADSCORECAM_DEVICE"] == "cpu"
     assert inherited["PYTHONPATH"] == os.pathsep.join([str(ROOT / "lib"), "/x"])
 
@@ -143,7 +147,9 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()[:1] not in ("Z", "")
+    return subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()[
+        :1
+    ] not in ("Z", "")
 
 
 class Served:
@@ -160,7 +166,11 @@ def serve(tmp_path: Path) -> Iterator:
     def start(*options: str, env: dict[str, str] | None = None) -> Served:
         port = _free_port()
         log = tmp_path / f"app-{port}.log"
-        environment = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")]))}
+        environment = {
+            **os.environ,
+            **(env or {}),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")])),
+        }
         process = subprocess.Popen(
             [sys.executable, "-m", "gradscorecam.explorer.app", "--port", str(port), "--no-browser", *options],
             cwd=ROOT, env=environment, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
@@ -199,7 +209,7 @@ def serve(tmp_path: Path) -> Iterator:
 def browser() -> Iterator:
     if CHROMIUM is None:
         pytest.skip(NO_CHROMIUM)
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install -e \".[test]\"")
+    sync_api = pytest.importorskip("playwright.sync_api", reason='needs playwright: pip install -e ".[test]"')
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -236,7 +246,9 @@ def _wait_for_change(page, before: tuple[str, int], what: str, timeout: float = 
         if now[0] and now != before:
             return now
         time.sleep(0.5)
-    raise AssertionError(f"the maps picture did not change after {what} within {timeout:.0f} s; page:\n{page.evaluate(TEXT)}")
+    raise AssertionError(
+        f"the maps picture did not change after {what} within {timeout:.0f} s; page:\n{page.evaluate(TEXT)}"
+    )
 
 
 def _wait_until_stable(page, seconds: float = 3.0, timeout: float = 120.0) -> tuple[str, int]:  # type: ignore[no-untyped-def]
@@ -274,7 +286,9 @@ def test_app_serves_the_explorer_and_grad_cam_draws_a_map(serve, browser, tmp_pa
     assert menus["model"] == ["file: tiny_model.py", "resnet50", "vgg16", "alexnet"]
     assert menus["layer"] == ["0   (8×32×32)", "1   (8×32×32)", "2   (8×32×32)", "3   (8×32×32)", "4   (8×1×1)"]
     assert menus["image"][:3] == ["chelsea", "coffee", "rocket"]
-    assert len(menus["class"]) == 3 and all(name.split(" — ")[0] in ("alpha", "beta", "gamma") for name in menus["class"])
+    assert len(menus["class"]) == 3 and all(
+        name.split(" — ")[0] in ("alpha", "beta", "gamma") for name in menus["class"]
+    )
     chosen = page.locator(".widget-dropdown select").nth(1).input_value().replace("\xa0", " ")
     assert chosen == "2   (8×32×32)"  # the model file's target layer
     text = page.evaluate(TEXT)

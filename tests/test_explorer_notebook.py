@@ -19,9 +19,15 @@ def test_notebook_is_committed_without_outputs_and_declares_its_parameters():
     nbformat = pytest.importorskip("nbformat")
     papermill = pytest.importorskip("papermill")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    assert all(not cell.get("outputs") and not cell.get("execution_count") for cell in notebook.cells if cell.cell_type == "code")
+    assert all(
+        not cell.get("outputs") and not cell.get("execution_count")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+    )
     declared = set(papermill.inspect_notebook(str(NOTEBOOK)))
     assert {"profile", "model_file", "weights", "device", "image_source", "max_channels"} <= declared
     code = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
     assert "parameters" in notebook.cells[1].metadata.get("tags", [])
-    assert "Explorer.default(" in code[1] and code[1].rstrip().endswith("explorer")  # the first cell after the parameters
+    assert "Explorer.default(" in code[1] and code[1].rstrip().endswith(
+        "explorer"
+    )  # the first cell after the parameters

@@ -14,10 +14,22 @@ from torchvision import transforms
 from gradscorecam import GradCAM, GradPlusPlusScoreCAM, ScoreCAM, SmoothGradCAMPlusPlus, make_explainer
 from gradscorecam.errors import DataSourceError, GradScoreCAMError
 from gradscorecam.explorer import (
-    LoadedModel, LRUCache, ResultKey, Session, as_model_like, decode_image_bytes, estimate_seconds, find_classes,
+    LoadedModel,
+    LRUCache,
+    ResultKey,
+    Session,
+    as_model_like,
+    decode_image_bytes,
+    estimate_seconds,
+    find_classes,
 )  # fmt: skip
 from gradscorecam.explorer.compute import (
-    _Stopped, budget_text, method_tag, parse_budget, run_method, stop_aware_progress,
+    _Stopped,
+    budget_text,
+    method_tag,
+    parse_budget,
+    run_method,
+    stop_aware_progress,
 )  # fmt: skip
 from gradscorecam.explorer.sources import folder_images, upload_key, uploaded_files
 
@@ -96,9 +108,13 @@ def test_estimates_grow_with_the_channels_to_score():
     assert budget == pytest.approx((64 + 3) / 64)
     assert estimate_seconds(GradPlusPlusScoreCAM, 40, {"max_channels": 64}, per_pass, batch) == pytest.approx(43 / 64)
     assert estimate_seconds(GradCAM, 2048, {}, per_pass, batch) == pytest.approx(3 / 64)
-    assert estimate_seconds(SmoothGradCAMPlusPlus, 2048, {"n_samples": 25}, per_pass, batch) == pytest.approx(75 * 0.5 / 32)
+    assert estimate_seconds(SmoothGradCAMPlusPlus, 2048, {"n_samples": 25}, per_pass, batch) == pytest.approx(
+        75 * 0.5 / 32
+    )
     # the budget is part of the cache key, the batch size is not
-    assert method_tag("Score-CAM", {"max_channels": 64, "batch_size": 8}) == method_tag("Score-CAM", {"max_channels": 64, "batch_size": 2})
+    assert method_tag("Score-CAM", {"max_channels": 64, "batch_size": 8}) == method_tag(
+        "Score-CAM", {"max_channels": 64, "batch_size": 2}
+    )
     assert method_tag("Score-CAM", {"max_channels": 64}) != method_tag("Score-CAM", {"max_channels": "all"})
 
 
@@ -119,7 +135,10 @@ def test_no_budget_is_each_methods_default_and_all_is_every_channel():
     session = explorer_session()  # max_channels=None
     assert session.options("Grad++ScoreCAM")["max_channels"] == 64
     assert session.options("Score-CAM")["max_channels"] == "all"
-    assert session.options("Grad++ScoreCAM") == make_explainer("Grad++ScoreCAM", session.spec.model, "block", batch_size=32).options()
+    assert (
+        session.options("Grad++ScoreCAM")
+        == make_explainer("Grad++ScoreCAM", session.spec.model, "block", batch_size=32).options()
+    )
     default_key = session.key("Grad++ScoreCAM")
     session.max_channels = 64  # the same explainer as the default: the same cached map
     assert session.key("Grad++ScoreCAM") == default_key
@@ -129,7 +148,9 @@ def test_no_budget_is_each_methods_default_and_all_is_every_channel():
     expected = GradPlusPlusScoreCAM(session.spec.model, "block", max_channels="all")(session.inputs, session.target)[0]
     torch.testing.assert_close(result.saliency, expected)
     assert result.options["max_channels"] == "all" and result.channels_total == 16
-    assert result.describe().endswith(f"· {result.channels_scored} of 16 channels scored (budget: every non-constant channel)")
+    assert result.describe().endswith(
+        f"· {result.channels_scored} of 16 channels scored (budget: every non-constant channel)"
+    )
     with pytest.raises(ValueError, match="all"):
         session.max_channels = 0
 
@@ -138,7 +159,10 @@ def test_the_channels_box_reads_default_all_or_a_number():
     assert parse_budget("default") is None and parse_budget(" ") is None
     assert parse_budget("All ") == "all" and parse_budget("64") == 64
     for bad in ("0", "-3", "many", "6.5"):
-        with pytest.raises(GradScoreCAMError, match="default.*Score-CAM every non-constant channel, Grad\\+\\+ScoreCAM at most 64 channels"):
+        with pytest.raises(
+            GradScoreCAMError,
+            match="default.*Score-CAM every non-constant channel, Grad\\+\\+ScoreCAM at most 64 channels",
+        ):
             parse_budget(bad)
     assert [budget_text(b) for b in (None, "all", 16)] == ["default", "all", "16"]
 
@@ -151,7 +175,9 @@ def test_stop_request_ends_a_score_computation_and_restores_the_model(images):
         calls.append(1)
         return len(calls) > 1
 
-    explainer = make_explainer("Score-CAM", model, "layer", batch_size=2, progress=stop_aware_progress(None, should_stop))
+    explainer = make_explainer(
+        "Score-CAM", model, "layer", batch_size=2, progress=stop_aware_progress(None, should_stop)
+    )
     with pytest.raises(_Stopped):
         run_method("Score-CAM", explainer, images, 1, should_stop=should_stop)
     assert len(calls) == 2  # checked before the start, and after the first chunk of 2 masked images

@@ -188,7 +188,9 @@ def test_gradcampp_warns_where_signed_activations_break_eq19():
     signed = torch.tensor([[[1.0, -2.0], [-1.0, -2.0]], [[1.0, 1.0], [1.0, 1.0]]])
     grads = torch.tensor([[[0.25, 0.5], [0.75, 0.1]], [[0.5, 0.5], [0.5, 0.5]]])
     model = linear_probe(grads[None])
-    with pytest.warns(RuntimeWarning, match=r"Grad-CAM\+\+ at layer 'features'.* leave \(0, 1\] in 1 \(image, channel\)"):
+    with pytest.warns(
+        RuntimeWarning, match=r"Grad-CAM\+\+ at layer 'features'.* leave \(0, 1\] in 1 \(image, channel\)"
+    ):
         explanation = GradCAMPlusPlus(model, "features").explain(signed[None], targets=0)
     alpha = explanation.details["pixel_weights"][0]
     assert torch.allclose(alpha[0], torch.tensor([[1.0, 0.0], [-1.0, 0.625]]), atol=1e-6)  # Eq. 19 kept as is

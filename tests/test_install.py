@@ -27,7 +27,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Without pip (and the old setuptools a fresh venv would bring): the test environment's pip installs into it,
     # and its packages (setuptools for the build) are reached through a .pth file, without that environment's
     # own .pth files, so an editable install of the project there cannot shadow the one made here.
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True, timeout=300
+    )
     python = venv / "bin" / "python"
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
@@ -49,7 +51,9 @@ def _run(python: Path, args: list[str], cwd: Path) -> subprocess.CompletedProces
 
 
 def test_installed_package_is_a_copy_without_notebooks(installed: Path):
-    done = _run(installed, ["-c", "import gradscorecam, pathlib; print(pathlib.Path(gradscorecam.__file__).parent)"], ROOT)
+    done = _run(
+        installed, ["-c", "import gradscorecam, pathlib; print(pathlib.Path(gradscorecam.__file__).parent)"], ROOT
+    )
     package = Path(done.stdout.strip())
     assert done.returncode == 0, done.stderr
     assert "site-packages" in package.parts and not package.is_relative_to(ROOT)
@@ -62,7 +66,9 @@ def test_pipeline_runs_from_the_checkout(installed: Path):
     assert "--notebooks-dir" in done.stdout and "--profile" in done.stdout
     # from the checkout's root or a folder inside it, the checkout's notebooks are the ones found
     for cwd in (ROOT, ROOT / "tests"):
-        found = _run(installed, ["-c", "from gradscorecam.pipeline import find_notebooks_dir; print(find_notebooks_dir())"], cwd)
+        found = _run(
+            installed, ["-c", "from gradscorecam.pipeline import find_notebooks_dir; print(find_notebooks_dir())"], cwd
+        )
         assert found.returncode == 0, found.stderr
         assert Path(found.stdout.strip()) == ROOT / "notebooks"
 
@@ -71,7 +77,9 @@ def test_pipeline_outside_a_checkout_says_so(installed: Path, tmp_path: Path):
     done = _run(installed, ["-m", "gradscorecam.pipeline", "run", "--profile", "smoke"], tmp_path)
     assert done.returncode == 1
     assert "no compendium checkout here" in done.stderr and "--notebooks-dir" in done.stderr
-    assert _run(installed, ["-m", "gradscorecam.pipeline", "run", "--help"], tmp_path).returncode == 0  # help works anywhere
+    assert (
+        _run(installed, ["-m", "gradscorecam.pipeline", "run", "--help"], tmp_path).returncode == 0
+    )  # help works anywhere
 
 
 def test_installed_pipeline_runs_a_notebook_with_the_installed_library(installed: Path, tmp_path: Path):

@@ -13,7 +13,6 @@ from torch import nn
 from gradscorecam import metrics
 from gradscorecam.errors import InputImageError
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

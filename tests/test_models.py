@@ -13,7 +13,6 @@ import torchvision
 from gradscorecam.errors import ModelSourceError, WeightsUnavailableError
 from gradscorecam.models import RANDOM_TAG, default_target_layer, load_model
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -54,7 +54,9 @@ def test_scorecam_default_is_all_and_an_int_caps_it(wide, one_thread):
     assert ScoreCAM(model, "layer").options()["max_channels"] == "all"
     assert ScoreCAM(model, "layer", max_channels=None).options()["max_channels"] == "all"
     assert make_explainer("Score-CAM", model, "layer", max_channels=None).options()["max_channels"] == "all"
-    assert int(make_explainer("Score-CAM", model, "layer", max_channels=7).explain(image, 0).details["scored"].sum()) == 7
+    assert (
+        int(make_explainer("Score-CAM", model, "layer", max_channels=7).explain(image, 0).details["scored"].sum()) == 7
+    )
 
 
 def test_the_factory_passes_all_through_and_drops_none():

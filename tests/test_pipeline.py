@@ -51,7 +51,7 @@ def test_every_notebook_declares_the_profile_parameters(notebook):
 
 def test_declared_parameters_reads_names_not_comments(tmp_path):
     nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell('a = 1  # b = 2; c = 3\nn: int = 5\nflag == 1\n  indented = 0\n')
+    cell = nbformat.v4.new_code_cell("a = 1  # b = 2; c = 3\nn: int = 5\nflag == 1\n  indented = 0\n")
     cell.metadata["tags"] = ["parameters"]
     nb.cells = [cell, nbformat.v4.new_code_cell("later = 1")]
     path = tmp_path / "p.ipynb"
@@ -98,7 +98,9 @@ def test_a_failing_notebook_is_named_with_its_error_and_executed_copy(tmp_path):
     nbformat.write(nb, folder / "01_broken.ipynb")
     params = pipeline.profile_parameters("smoke", {}, tmp_path / "out", tmp_path / "fig")
     with pytest.raises(pipeline.PipelineError) as error:
-        pipeline.run_notebooks([folder / "01_broken.ipynb"], params, tmp_path / "out", kernel_name=pipeline.ensure_kernel())
+        pipeline.run_notebooks(
+            [folder / "01_broken.ipynb"], params, tmp_path / "out", kernel_name=pipeline.ensure_kernel()
+        )
     message = str(error.value)
     assert "01_broken.ipynb failed in cell 2: ValueError: broken on purpose" in message
     assert str(tmp_path / "out" / "executed" / "01_broken.ipynb") in message
@@ -113,7 +115,9 @@ def test_a_dead_kernel_is_reported_with_the_notebook(tmp_path):
     nbformat.write(nb, folder / "01_dies.ipynb")
     params = pipeline.profile_parameters("smoke", {}, tmp_path / "out", tmp_path / "fig")
     with pytest.raises(pipeline.PipelineError, match=r"01_dies.ipynb did not finish: DeadKernelError"):
-        pipeline.run_notebooks([folder / "01_dies.ipynb"], params, tmp_path / "out", kernel_name=pipeline.ensure_kernel())
+        pipeline.run_notebooks(
+            [folder / "01_dies.ipynb"], params, tmp_path / "out", kernel_name=pipeline.ensure_kernel()
+        )
 
 
 @pytest.mark.slow
@@ -150,7 +154,9 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
     ours = [json.loads(o) for o in results.loc[results["method"] == "Grad++ScoreCAM", "explainer_options"]]
     assert [(o["max_channels"], o["mask_source"], o["perturb"], o["baseline"], o["combine"]) for o in ours] == [
         (16, "activation", "input", "zeros", "score")] * 2  # fmt: skip
-    assert json.loads((out / "table1_vgg16.csv.config.json").read_text())["explainer_options"]["Grad++ScoreCAM"] == ours[0]
+    assert (
+        json.loads((out / "table1_vgg16.csv.config.json").read_text())["explainer_options"]["Grad++ScoreCAM"] == ours[0]
+    )
 
     ablation = pd.read_csv(figures / "ablation_alexnet.csv")
     assert set(ablation["layer"]) == {"features.11", "features.9"}  # the usual layer and an inner one
@@ -217,7 +223,9 @@ def check_says_what_ran(executed: Path) -> None:
                     v for k, v in output.get("data", {}).items() if k.startswith("text/") and isinstance(v, str)
                 )
                 found = wrong.search(text)
-                assert not found, f"{path.name} says {found.group(0)!r}: {text[max(0, found.start() - 200):found.end() + 200]}"
+                assert not found, (
+                    f"{path.name} says {found.group(0)!r}: {text[max(0, found.start() - 200) : found.end() + 200]}"
+                )
 
 
 def check_explorer_notebook(executed: Path) -> None:

@@ -46,14 +46,18 @@ def assert_links_resolve(page: Path) -> list[str]:
     return links
 
 
-def executed_notebook(path: Path, outputs: list[dict], *, duration: float, parameters: dict, error: tuple | None = None) -> None:
+def executed_notebook(
+    path: Path, outputs: list[dict], *, duration: float, parameters: dict, error: tuple | None = None
+) -> None:
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("print('work')", execution_count=1)
     cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text) for text in outputs]
     nb.cells = [nbformat.v4.new_markdown_cell("# A notebook"), cell]
     if error:
         broken = nbformat.v4.new_code_cell("raise ValueError()", execution_count=2)
-        broken.outputs = [nbformat.v4.new_output("error", ename=error[0], evalue=error[1], traceback=["\x1b[31mTraceback"])]
+        broken.outputs = [
+            nbformat.v4.new_output("error", ename=error[0], evalue=error[1], traceback=["\x1b[31mTraceback"])
+        ]
         nb.cells.append(broken)
     nb.metadata["papermill"] = {"duration": duration, "start_time": "2026-01-02T03:04:05+00:00", "parameters": parameters,
                                 "exception": bool(error)}  # fmt: skip
@@ -78,10 +82,12 @@ def run(tmp_path: Path) -> tuple[Path, Path]:
     Image.new("RGB", (4, 3), "red").save(figures / "figure2_resnet50.png")
     Image.new("RGB", (4, 3), "blue").save(figures / "figure3_vgg16.png")  # stale: no notebook of this run names it
     (figures / "table1_vgg16.csv").write_text(
-        "method,Average Drop %,\"Average Drop % (paper, VGG16)\",N,note\n"
+        'method,Average Drop %,"Average Drop % (paper, VGG16)",N,note\n'
         "Grad-CAM++,3.5,45.5,2,\nGrad++ScoreCAM,5.5,32.6,2,<script>alert(1)</script>\n"
     )
-    (figures / "table1_vgg16.md").write_text("RANDOM WEIGHTS (pipeline check only): Table 1 reproduced: vgg16\n\n| table |\n")
+    (figures / "table1_vgg16.md").write_text(
+        "RANDOM WEIGHTS (pipeline check only): Table 1 reproduced: vgg16\n\n| table |\n"
+    )
     (figures / "table1_vgg16_claims.csv").write_text(
         "claim,verdict,n\nGrad++ScoreCAM is faster than Score-CAM,cannot tell at N = 2,2\n"
     )
@@ -145,8 +151,12 @@ def test_report_without_a_manifest_says_so_and_reads_papermill(run):
     text = index.read_text(encoding="utf-8")
     assert_links_resolve(index)
     assert "No run manifest (run.json)" in text and "files/figure2_resnet50.png" in text
-    assert re.search(r"05_table1_faithfulness.ipynb</a></td><td>ok</td><td>2026-01-02T03:04:05\+00:00</td><td>182 s", text)
-    assert re.search(r"04_figure5_multi_object.ipynb</a></td><td>failed</td>.*cell 2: ValueError: no &lt;boxes&gt;", text)
+    assert re.search(
+        r"05_table1_faithfulness.ipynb</a></td><td>ok</td><td>2026-01-02T03:04:05\+00:00</td><td>182 s", text
+    )
+    assert re.search(
+        r"04_figure5_multi_object.ipynb</a></td><td>failed</td>.*cell 2: ValueError: no &lt;boxes&gt;", text
+    )
     assert "Made with RANDOM WEIGHTS" in text
 
 
@@ -224,5 +234,8 @@ def test_a_file_the_manifest_lists_counts_though_no_output_names_it(run):
     written["notebooks"][3]["produced"] = [str(figures / "figure5_verdicts_alexnet.csv")]  # written by 05, silently
     report.write_manifest(out, written)
     text = report.build_report(out).read_text(encoding="utf-8")
-    assert re.search(r'href="files/figure5_verdicts_alexnet.csv">figure5_verdicts_alexnet.csv</a> — made by <a '
-                     r'href="notebooks/05_table1_faithfulness.html">', text)
+    assert re.search(
+        r'href="files/figure5_verdicts_alexnet.csv">figure5_verdicts_alexnet.csv</a> — made by <a '
+        r'href="notebooks/05_table1_faithfulness.html">',
+        text,
+    )

@@ -30,7 +30,9 @@ TRANSFORM = T.Compose([T.Resize(24), T.CenterCrop(24), T.ToTensor(), T.Normalize
 
 
 def _spec(net: torch.nn.Module | None = None, layer: str = "layer") -> ModelSpec:
-    return ModelSpec(net or small_gap_net(), TRANSFORM, layer, tuple("abcdefghij"), (0.5,) * 3, (0.25,) * 3, "toy", "test-weights")
+    return ModelSpec(
+        net or small_gap_net(), TRANSFORM, layer, tuple("abcdefghij"), (0.5,) * 3, (0.25,) * 3, "toy", "test-weights"
+    )
 
 
 @pytest.fixture
@@ -66,7 +68,13 @@ def test_rows_hold_metrics_and_configuration(records: list[ImageRecord], tmp_pat
     assert row.pointing_hit in (0.0, 1.0) and 0 <= row.energy_pointing <= 1  # im0 has a box
     assert np.isnan(df[df.image_id == "im1"].pointing_hit).all()  # im1 has none
     assert row.class_index == row.predicted  # explains the predicted class by default
-    assert (row.model, row.weights, row.score, row.masking, row.top_percent) == ("toy", "test-weights", "probability", "normalized", "off")
+    assert (row.model, row.weights, row.score, row.masking, row.top_percent) == (
+        "toy",
+        "test-weights",
+        "probability",
+        "normalized",
+        "off",
+    )
     assert row.deletion_steps == 4 and row.target_layer == "layer" and row.device == "cpu"
     assert read_image_list(tmp_path / "r.images.csv") == [f"im{i}" for i in range(5)]
     sidecar = json.loads((tmp_path / "r.csv.config.json").read_text())
@@ -133,11 +141,18 @@ def test_effective_explainer_options_are_recorded_defaults_included(records, tmp
 
     df = evaluate(_spec(), records[:2], ["Grad-CAM", "Grad++ScoreCAM"], tmp_path / "r.csv", deletion_steps=0,
                   progress=False, batch_size=8)  # fmt: skip
-    recorded = {m: json.loads(o) for m, o in zip(df.method, df.explainer_options, strict=True)}  # each row: its method's
+    recorded = {
+        m: json.loads(o) for m, o in zip(df.method, df.explainer_options, strict=True)
+    }  # each row: its method's
     # nothing was passed, yet the rows say which reading and budget ran (the class's documented defaults)
     gpp = recorded["Grad++ScoreCAM"]
     assert (gpp["max_channels"], gpp["mask_source"], gpp["perturb"], gpp["baseline"], gpp["combine"]) == (
-        64, "activation", "input", "zeros", "score")
+        64,
+        "activation",
+        "input",
+        "zeros",
+        "score",
+    )
     assert "batch_size" not in gpp and "progress" not in gpp  # how the work is chunked, not what ran
     assert set(recorded) == {"Grad-CAM", "Grad++ScoreCAM"}
     sidecar = json.loads((tmp_path / "r.csv.config.json").read_text())
@@ -153,7 +168,9 @@ def test_resuming_after_a_default_changed_names_the_option(records, tmp_path, mo
     evaluate(_spec(), records[:2], ["Grad++ScoreCAM"], out, deletion_steps=0, progress=False)
     # a later version of the library changes Grad++ScoreCAM's default budget; nobody passes max_channels
     monkeypatch.setattr(GradPlusPlusScoreCAM, "default_max_channels", 8)
-    with pytest.raises(ResultsMismatchError, match=r"explainer option Grad\+\+ScoreCAM\.max_channels: stored 64, now 8"):
+    with pytest.raises(
+        ResultsMismatchError, match=r"explainer option Grad\+\+ScoreCAM\.max_channels: stored 64, now 8"
+    ):
         evaluate(_spec(), records[:3], ["Grad++ScoreCAM"], out, deletion_steps=0, progress=False)
     (tmp_path / "r.csv.config.json").unlink()  # the rows carry the options too
     with pytest.raises(ResultsMismatchError, match=r"Grad\+\+ScoreCAM\.max_channels: stored 64, now 8"):
@@ -181,7 +198,9 @@ def test_all_zero_maps_are_noted_and_counted(records, tmp_path):
     # Y and O stay: E = X * 0 is the all-zero input, so O is the model's probability of the class on zeros
     images = torch.stack([TRANSFORM(Image.open(r.path).convert("RGB")) for r in records])
     with torch.no_grad():
-        on_zeros = torch.softmax(net(torch.zeros_like(images)), 1)[torch.arange(5), torch.tensor(df.class_index.tolist())]
+        on_zeros = torch.softmax(net(torch.zeros_like(images)), 1)[
+            torch.arange(5), torch.tensor(df.class_index.tolist())
+        ]
     assert df.O.to_numpy() == pytest.approx(on_zeros.double().numpy(), rel=1e-5)
     assert df["drop"].notna().all()
     summary = summarize(df).loc["Grad-CAM"]
@@ -202,7 +221,9 @@ def test_shards_merge_to_the_full_run(records, tmp_path):
         merge_results([tmp_path / "s0.csv", tmp_path / "full.csv"])
     # a shard whose Score-CAM ran with another budget is another method under the same name
     _run(records[1:2], tmp_path / "budget.csv", explainer_options={"Score-CAM": {"max_channels": 4}})
-    with pytest.raises(ResultsMismatchError, match=r"explainer options for Score-CAM \(explainer option Score-CAM\.max_channels"):
+    with pytest.raises(
+        ResultsMismatchError, match=r"explainer options for Score-CAM \(explainer option Score-CAM\.max_channels"
+    ):
         merge_results([tmp_path / "s0.csv", tmp_path / "budget.csv"])
 
 

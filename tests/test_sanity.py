@@ -13,10 +13,10 @@ from torch import nn
 
 from gradscorecam.sanity import (
     Step,
+    coarse_steps,
     hog_pearson,
     parameter_randomization,
     pass_table,
-    coarse_steps,
     randomization_steps,
     randomize_,
     run_randomization,
@@ -51,7 +51,7 @@ def blob_images(n: int = 8, size: int = 32, seed: int = 0) -> torch.Tensor:
     images = 0.1 * torch.randn(n, 3, size, size, generator=generator)
     for i in range(n):
         y, x = torch.randint(0, size - 10, (2,), generator=generator).tolist()
-        images[i, :, y:y + 10, x:x + 10] += 2.0
+        images[i, :, y : y + 10, x : x + 10] += 2.0
     return images
 
 
@@ -84,7 +84,9 @@ def test_spearman_hand_computed() -> None:
     assert spearman(np.array([0.1, 0.2, 0.3, 0.4]), np.array([1.0, 5.0, 2.0, 9.0])) == pytest.approx(0.8, abs=1e-12)
     assert spearman(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])) == pytest.approx(-1.0, abs=1e-12)
     # ties get average ranks: (1, 2.5, 2.5, 4) vs (1, 2, 3, 4): Pearson of the ranks = 4.5 / sqrt(4.5 * 5)
-    assert spearman(np.array([0.0, 1.0, 1.0, 2.0]), np.arange(4.0)) == pytest.approx(4.5 / math.sqrt(4.5 * 5), abs=1e-12)
+    assert spearman(np.array([0.0, 1.0, 1.0, 2.0]), np.arange(4.0)) == pytest.approx(
+        4.5 / math.sqrt(4.5 * 5), abs=1e-12
+    )
     # identical arrays are 1 exactly, constant ones too; a constant against a varying one is undefined
     assert spearman(np.full(5, 0.3), np.full(5, 0.3)) == 1.0
     assert math.isnan(spearman(np.full(4, 0.3), np.arange(4.0)))
@@ -193,7 +195,12 @@ def test_step_zero_is_exactly_one_and_targets_are_fixed() -> None:
     predicted = model(images).argmax(1).tolist()
     for step, part in table[table["mode"] == "cascading"].groupby("step"):
         assert part["target"].tolist() == predicted, step
-    assert list(table[table["mode"] == "cascading"].drop_duplicates("step")["layer"]) == ["trained", "fc", "conv2", "conv1+bn1"]
+    assert list(table[table["mode"] == "cascading"].drop_duplicates("step")["layer"]) == [
+        "trained",
+        "fc",
+        "conv2",
+        "conv1+bn1",
+    ]
 
 
 def test_a_map_that_ignores_the_model_fails_one_that_reads_the_last_layer_passes() -> None:
@@ -285,7 +292,9 @@ def test_spearman_agrees_with_quantus_mprt() -> None:
         return maps[:, None].numpy()
 
     def grad_cam(m: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return GradCAM(m, "conv2").explain(x, t).saliency(tuple(x.shape[-2:]))  # the returned map, finalised again: same
+        return (
+            GradCAM(m, "conv2").explain(x, t).saliency(tuple(x.shape[-2:]))
+        )  # the returned map, finalised again: same
 
     def quantus_scores(order: str) -> dict[str, list[float]]:
         metric = quantus.MPRT(layer_order=order, seed=7, abs=False, normalise=False, disable_warnings=True,

@@ -48,7 +48,11 @@ def test_gradient_masks_follow_gradcampp_terms(vgg_net, images):
     explainer = GradPlusPlusScoreCAM(vgg_net, "features.3", mask_source="gradient", max_channels="all")
     explanation = explainer.explain(image, target)
     reference = GradCAMPlusPlus(vgg_net, "features.3").explain(image, target)
-    alpha, grads, acts = reference.details["pixel_weights"][0], reference.details["gradients"][0], reference.activations[0]
+    alpha, grads, acts = (
+        reference.details["pixel_weights"][0],
+        reference.details["gradients"][0],
+        reference.activations[0],
+    )
     masks = alpha * torch.relu(grads) * acts
     torch.testing.assert_close(explanation.details["masks"][0], masks)  # what the explorer's teaching view shows
     base = _score(vgg_net, torch.zeros_like(image), target)

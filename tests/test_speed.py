@@ -22,9 +22,9 @@ from collections import OrderedDict
 import pytest
 import torch
 import torchvision
+from conftest import small_gap_net
 from torch import nn
 
-from conftest import small_gap_net
 from gradscorecam import GradPlusPlusScoreCAM, ScoreCAM
 from gradscorecam.explainers.scoring import score_masked_inputs
 from gradscorecam.explainers.speed import (

@@ -97,7 +97,9 @@ def test_cross_check_against_scipy_on_random_pairs():
                  "Grad-CAM++": {"drop": list(b), "pointing_hit": list(hit_b.astype(float))}})  # fmt: skip
     table = compare(df, n_resamples=3000, seed=7).set_index("metric")
     assert table.loc["drop", "p_value"] == pytest.approx(wilcoxon(a - b, zero_method="wilcox").pvalue)
-    assert (table.loc["drop", "low"], table.loc["drop", "high"]) == pytest.approx(mean_confidence_interval(a - b, 0.95, 3000, 7))
+    assert (table.loc["drop", "low"], table.loc["drop", "high"]) == pytest.approx(
+        mean_confidence_interval(a - b, 0.95, 3000, 7)
+    )
     only_a, only_b = int((hit_a & ~hit_b).sum()), int((~hit_a & hit_b).sum())
     assert (table.loc["pointing_hit", "method_only"], table.loc["pointing_hit", "baseline_only"]) == (only_a, only_b)
     assert table.loc["pointing_hit", "p_value"] == pytest.approx(binomtest(only_a, only_a + only_b, 0.5).pvalue)
@@ -170,7 +172,10 @@ def test_extra_metric_and_chosen_baselines():
 
 def test_bad_input_is_named():
     df = _hand_frame()
-    with pytest.raises(ValueError, match=r"baseline\(s\) \['Grad-CAM'\] not in the results; methods present: \['Score-CAM', 'Grad\+\+ScoreCAM'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"baseline\(s\) \['Grad-CAM'\] not in the results; methods present: \['Score-CAM', 'Grad\+\+ScoreCAM'\]",
+    ):
         compare(df, baselines=["Grad-CAM"])
     with pytest.raises(ValueError, match="method 'RISE' is not in the results; methods present"):
         compare(df, method="RISE")

@@ -134,8 +134,14 @@ def run_ablation(
         if twin is not None and twin.label in done:
             # Right before global average pooling + linear, G^k is constant over space: with a channel budget
             # (channels with w_k > 0 only) both mask sources give the same masks, hence the same numbers.
-            rows.append({**done[twin.label], "config": config.label, **{k: config.reading[k] for k in CHOICES},
-                         "note": f"identical by construction to {twin.label} (layer followed by GAP + linear)"})
+            rows.append(
+                {
+                    **done[twin.label],
+                    "config": config.label,
+                    **{k: config.reading[k] for k in CHOICES},
+                    "note": f"identical by construction to {twin.label} (layer followed by GAP + linear)",
+                }
+            )
             per_image[config.label] = per_image[twin.label]
             continue
         results = evaluate(
@@ -207,14 +213,18 @@ def _summary_row(results: pd.DataFrame, records: Sequence[ImageRecord], method: 
                            **{key: reading.get(key, "") for key in CHOICES}, "max_channels": budget or "all"}  # fmt: skip
     for name in (*QUALITY, "energy_pointing"):
         if name in summary:
-            row.update({name: summary[name], f"{name}_low": summary[f"{name}_low"], f"{name}_high": summary[f"{name}_high"]})
+            row.update(
+                {name: summary[name], f"{name}_low": summary[f"{name}_low"], f"{name}_high": summary[f"{name}_high"]}
+            )
     row["n_images"] = int(summary["average_drop_n"])
     row["degenerate_maps"] = int(summary["degenerate_maps"])  # all-zero maps: no deletion/insertion/pointing value
     row["seconds_per_image"] = summary["seconds_per_image"]
     return row
 
 
-def pareto_front(table: pd.DataFrame, quality: str, higher_is_better: bool, cost: str = "seconds_per_image") -> pd.Series:
+def pareto_front(
+    table: pd.DataFrame, quality: str, higher_is_better: bool, cost: str = "seconds_per_image"
+) -> pd.Series:
     """True for the rows no other row beats on both ``quality`` and ``cost`` (lower cost is better)."""
     q = table[quality].to_numpy(dtype=float) * (1 if higher_is_better else -1)
     c = table[cost].to_numpy(dtype=float)
@@ -315,10 +325,14 @@ def pareto_plot(table: pd.DataFrame, title: str | None = None, random_weights: b
             # Twins (e.g. both mask sources before GAP + linear) sit on one point: one label, with a count.
             for (x, y), same in front.groupby(["seconds_per_image", name], sort=False):
                 more = f" (+{len(same) - 1} identical)" if len(same) > 1 else ""
-                ax.annotate(same["config"].iloc[0] + more, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
+                ax.annotate(
+                    same["config"].iloc[0] + more, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6
+                )
             _log_axis(ax.xaxis)
             ax.set_xlabel("seconds per image (log)")
-            ax.set_title(f"{name.replace('_', ' ')} ({'higher' if higher else 'lower'} is better)\nlayer {layer}", fontsize=9)
+            ax.set_title(
+                f"{name.replace('_', ' ')} ({'higher' if higher else 'lower'} is better)\nlayer {layer}", fontsize=9
+            )
         axes[r, 0].legend(fontsize=7)
     return finish_figure(fig, title, random_weights)
 
@@ -368,5 +382,3 @@ def budget_plot(table: pd.DataFrame, title: str | None = None, random_weights: b
             ax.set_title(f"{name.replace('_', ' ')}\nlayer {layer}", fontsize=9)
         axes[r, 0].legend(fontsize=6)
     return finish_figure(fig, title, random_weights)
-
-

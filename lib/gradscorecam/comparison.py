@@ -79,5 +79,8 @@ def _synchronized_clock(device: torch.device) -> float:
 
 
 def row_titles(comparison: MethodComparison, categories: Sequence[str]) -> list[str]:
-    """"class (p = 0.83)" for each image, as the figures title their rows."""
-    return [f"{categories[int(t)]}\n(p = {float(p):.2f})" for t, p in zip(comparison.targets, comparison.probabilities, strict=True)]
+    """ "class (p = 0.83)" for each image, as the figures title their rows."""
+    return [
+        f"{categories[int(t)]}\n(p = {float(p):.2f})"
+        for t, p in zip(comparison.targets, comparison.probabilities, strict=True)
+    ]

@@ -48,7 +48,9 @@ Box = tuple[int, int, int, int]
 
 
 # ------------------------------------------------------------------------------------------ sources
-def open_model(model: str, model_file: str | None = None, weights: str | None = "DEFAULT", device: str = "auto") -> ModelSpec:
+def open_model(
+    model: str, model_file: str | None = None, weights: str | None = "DEFAULT", device: str = "auto"
+) -> ModelSpec:
     """The model of an experiment: ``model_file`` (a ``build_model()`` file) when given, else torchvision ``model``.
 
     A model file brings its own weights, so ``weights`` applies to torchvision networks only.
@@ -293,9 +295,15 @@ def object_summary(per_image: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     table = pd.DataFrame(index=summary.index)
     found = summary["objects_found"] * 100
     table["objects found %"] = found.round(1)
-    table["objects found % 95% CI"] = [f"[{lo * 100:.1f}, {hi * 100:.1f}]" for lo, hi in zip(summary["objects_found_low"], summary["objects_found_high"], strict=True)]
+    table["objects found % 95% CI"] = [
+        f"[{lo * 100:.1f}, {hi * 100:.1f}]"
+        for lo, hi in zip(summary["objects_found_low"], summary["objects_found_high"], strict=True)
+    ]
     table["min object energy"] = summary["min_object_energy"].round(2)
-    table["min object energy 95% CI"] = [f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(summary["min_object_energy_low"], summary["min_object_energy_high"], strict=True)]
+    table["min object energy 95% CI"] = [
+        f"[{lo:.2f}, {hi:.2f}]"
+        for lo, hi in zip(summary["min_object_energy_low"], summary["min_object_energy_high"], strict=True)
+    ]
     table["images"] = summary["objects_found_n"].astype(int)
     objects = per_image.groupby("method")["objects"].sum()
     table["objects"] = [int(objects.get(m, 0)) for m in table.index]
@@ -351,7 +359,9 @@ def faithfulness_table(summary: pd.DataFrame, paper: pd.DataFrame | None = None)
     table = pd.DataFrame(index=summary.index)
     for name, label in (("average_drop", "Average Drop %"), ("average_increase", "Average Increase %")):
         table[label] = summary[name].round(1)
-        table[f"{label} 95% CI"] = [f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(summary[f"{name}_low"], summary[f"{name}_high"], strict=True)]
+        table[f"{label} 95% CI"] = [
+            f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(summary[f"{name}_low"], summary[f"{name}_high"], strict=True)
+        ]
         if paper is not None:
             table[f"{label} {PAPER_LABEL}"] = [paper[name].get(m, float("nan")) for m in summary.index]
     for name, label in (("deletion_auc", "Deletion AUC"), ("insertion_auc", "Insertion AUC")):

@@ -79,7 +79,9 @@ class ModelSpec:
         return self.weights.startswith("random")
 
 
-def load_model(source: str | os.PathLike[str], weights: str | WeightsEnum | None = "DEFAULT", device: str | torch.device = "cpu") -> ModelSpec:
+def load_model(
+    source: str | os.PathLike[str], weights: str | WeightsEnum | None = "DEFAULT", device: str | torch.device = "cpu"
+) -> ModelSpec:
     """Load a torchvision model by name, or an external model from a ``.py`` file with ``build_model()``.
 
     Args:
@@ -232,7 +234,9 @@ def _load_external(path: Path) -> ModelSpec:
         raise ModelSourceError(f"{path}: importing it failed ({type(error).__name__}: {error})") from error
     build = getattr(module, "build_model", None)
     if not callable(build):
-        raise ModelSourceError(f"{path} defines no build_model() function; it must return a mapping with {EXTERNAL_KEYS}.")
+        raise ModelSourceError(
+            f"{path} defines no build_model() function; it must return a mapping with {EXTERNAL_KEYS}."
+        )
     try:
         built = build()
     except Exception as error:
@@ -243,10 +247,14 @@ def _load_external(path: Path) -> ModelSpec:
 def _validate_external(path: Path, built: object) -> ModelSpec:
     where = f"{path}: build_model()"
     if not isinstance(built, Mapping):
-        raise ModelSourceError(f"{where} returned {type(built).__name__}, not a mapping (dict) with keys {EXTERNAL_KEYS}.")
+        raise ModelSourceError(
+            f"{where} returned {type(built).__name__}, not a mapping (dict) with keys {EXTERNAL_KEYS}."
+        )
     missing = [key for key in EXTERNAL_KEYS if key not in built]
     if missing:
-        raise ModelSourceError(f"{where} is missing the key(s) {', '.join(map(repr, missing))} (needs {EXTERNAL_KEYS}).")
+        raise ModelSourceError(
+            f"{where} is missing the key(s) {', '.join(map(repr, missing))} (needs {EXTERNAL_KEYS})."
+        )
     model, transform = built["model"], built["transform"]
     if not isinstance(model, nn.Module):
         raise ModelSourceError(f"{where}['model'] is a {type(model).__name__}, not a torch.nn.Module.")
@@ -260,14 +268,21 @@ def _validate_external(path: Path, built: object) -> ModelSpec:
     if not isinstance(name, str) or not name:
         raise ModelSourceError(f"{where}['name'] must be a non-empty string, got {name!r}.")
     categories = built["categories"]
-    if isinstance(categories, str) or not isinstance(categories, Sequence) or not all(isinstance(c, str) for c in categories):
+    if (
+        isinstance(categories, str)
+        or not isinstance(categories, Sequence)
+        or not all(isinstance(c, str) for c in categories)
+    ):
         raise ModelSourceError(f"{where}['categories'] must be a list of class names (str).")
     channels, outputs = _probe(where, model, transform)
     if len(categories) != outputs:
         raise ModelSourceError(
             f"{where}['categories'] has {len(categories)} names but the model gives {outputs} outputs on a test image."
         )
-    mean, std = _channel_values(where, "mean", built["mean"], channels), _channel_values(where, "std", built["std"], channels)
+    mean, std = (
+        _channel_values(where, "mean", built["mean"], channels),
+        _channel_values(where, "std", built["std"], channels),
+    )
     if min(std) <= 0:
         raise ModelSourceError(f"{where}['std'] must be positive, got {std}.")
     model.eval()
@@ -294,7 +309,9 @@ def _probe(where: str, model: nn.Module, transform: Callable) -> tuple[int, int]
     finally:
         model.train(was_training)
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        raise ModelSourceError(f"{where}['model'] must return (B, num_classes) logits, got {getattr(logits, 'shape', logits)}.")
+        raise ModelSourceError(
+            f"{where}['model'] must return (B, num_classes) logits, got {getattr(logits, 'shape', logits)}."
+        )
     return tensor.shape[0], logits.shape[1]
 
 
@@ -306,5 +323,7 @@ def _channel_values(where: str, key: str, values: object, channels: int) -> tupl
     except (TypeError, ValueError):
         raise ModelSourceError(f"{where}[{key!r}] must be {channels} numbers, got {values!r}.") from None
     if len(result) != channels:
-        raise ModelSourceError(f"{where}[{key!r}] has {len(result)} values but the transform gives {channels} channels.")
+        raise ModelSourceError(
+            f"{where}[{key!r}] has {len(result)} values but the transform gives {channels} channels."
+        )
     return result

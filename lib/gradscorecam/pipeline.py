@@ -240,7 +240,12 @@ def run_notebooks(
 
 
 def _record(
-    record: list[dict[str, Any]] | None, notebook: Path, status: str, start: float, error: str, produced: Sequence[Path] = ()
+    record: list[dict[str, Any]] | None,
+    notebook: Path,
+    status: str,
+    start: float,
+    error: str,
+    produced: Sequence[Path] = (),
 ) -> None:
     if record is not None:
         record.append({"name": notebook.name, "status": status, "seconds": round(time.perf_counter() - start, 3),
@@ -249,9 +254,7 @@ def _record(
 
 def _snapshot(folders: Sequence[Path]) -> dict[Path, int]:
     """Files under ``folders`` with their modification times, so that rewritten files count as produced."""
-    return {
-        p: p.stat().st_mtime_ns for folder in folders if folder.exists() for p in folder.rglob("*") if p.is_file()
-    }
+    return {p: p.stat().st_mtime_ns for folder in folders if folder.exists() for p in folder.rglob("*") if p.is_file()}
 
 
 def report(runs: Sequence[NotebookRun], params: dict[str, Any]) -> str:
@@ -272,16 +275,29 @@ def report(runs: Sequence[NotebookRun], params: dict[str, Any]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="run_all.sh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="run_all.sh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebooks in order")
     run.add_argument("--profile", default="sample", choices=sorted(PROFILES))
     run.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: the profile's)")
-    run.add_argument("--notebooks", nargs="+", metavar="NB", help="run only these, by number or name part (e.g. 01 table1)")
-    run.add_argument("--model-file", help="a Python file whose build_model() returns the model to explain instead of the torchvision networks")
-    run.add_argument("--images", dest="image_source", help="a labels CSV or an ImageNet validation folder to take the images from")
+    run.add_argument(
+        "--notebooks", nargs="+", metavar="NB", help="run only these, by number or name part (e.g. 01 table1)"
+    )
+    run.add_argument(
+        "--model-file",
+        help="a Python file whose build_model() returns the model to explain instead of the torchvision networks",
+    )
+    run.add_argument(
+        "--images", dest="image_source", help="a labels CSV or an ImageNet validation folder to take the images from"
+    )
     run.add_argument("--imagenet-val", help="ILSVRC2012 validation folder (paper profile; or set IMAGENET_VAL)")
-    run.add_argument("--n-images", type=int, help="number of images for Table 1, and the most images with several boxes for Figure 5's per-object scores (default: the profile's)")
+    run.add_argument(
+        "--n-images",
+        type=int,
+        help="number of images for Table 1, and the most images with several boxes for Figure 5's per-object scores (default: the profile's)",
+    )
     run.add_argument("--seed", type=int, help="seed of the random image sample (default 0)")
     run.add_argument("--batch-size", type=int, help="masked inputs per forward pass of the score-based methods")
     run.add_argument("--shard-index", type=int, help="Table 1: which shard of the images this job runs (0-based)")
@@ -331,7 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineError as error:
         failure = error
     finally:  # the report is built after a failure too (and after Ctrl-C), then the failure is reported
-        _write_report(out_dir, figures_dir, notebooks, params, record, started, time.perf_counter() - clock, failure, argv)
+        _write_report(
+            out_dir, figures_dir, notebooks, params, record, started, time.perf_counter() - clock, failure, argv
+        )
     if failure is not None:
         print(f"\nrun_all.sh: FAILED: {failure}", file=sys.stderr)
         return 1

@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
-
 import numpy as np
 import torch
 from matplotlib import pyplot as plt

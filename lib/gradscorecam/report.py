@@ -163,7 +163,9 @@ def read_executed(path: Path) -> NotebookEntry:
                     text += "\n" + value
             texts.append(_ANSI.sub("", text))
     joined = "\n".join(texts)
-    provenance = list(dict.fromkeys(line.strip() for line in joined.splitlines() if _PROVENANCE_LINE.match(line.strip())))
+    provenance = list(
+        dict.fromkeys(line.strip() for line in joined.splitlines() if _PROVENANCE_LINE.match(line.strip()))
+    )
     failed = bool(error) or bool(meta.get("exception"))
     return NotebookEntry(
         name=path.name,
@@ -216,7 +218,9 @@ class _Context:
         """The notebook that wrote ``file_name`` (the manifest's record) or names it in its outputs (the latest
         started, if several)."""
         pattern = re.compile(rf"(?<![\w.-]){re.escape(file_name)}\b")
-        named = [e for e in self.entries if e.status == "ok" and (file_name in e.produced or pattern.search(e.outputs_text))]
+        named = [
+            e for e in self.entries if e.status == "ok" and (file_name in e.produced or pattern.search(e.outputs_text))
+        ]
         return max(named, key=lambda e: e.started) if named else None
 
     def expected(self, key: str) -> NotebookEntry | None:
@@ -254,8 +258,10 @@ def _missing(ctx: _Context, key: str, what: str) -> str:
     if entry is None or entry.status == "not run":
         return f'<p class="notrun">{_esc(what)}: <b>not run</b> (no notebook of this run makes it).</p>'
     if entry.status != "ok":
-        return (f'<p class="failed">{_esc(what)}: <b>not made</b>: {_notebook_link(entry)} {_esc(entry.status)}'
-                f"{': ' + _esc(entry.error) if entry.error else ''}.</p>")
+        return (
+            f'<p class="failed">{_esc(what)}: <b>not made</b>: {_notebook_link(entry)} {_esc(entry.status)}'
+            f"{': ' + _esc(entry.error) if entry.error else ''}.</p>"
+        )
     return f'<p class="notrun">{_esc(what)}: <b>not made</b>: {_notebook_link(entry)} ran but saved no such file.</p>'
 
 
@@ -281,8 +287,10 @@ def _table(ctx: _Context, csv: Path, *, index: bool = True) -> str:
 
 def _figure(ctx: _Context, png: Path, title: str) -> str:
     producer = ctx.producer(png.name)
-    return (f'<figure><a href="{ctx.copy(png)}"><img src="{_href("files/" + png.name)}" alt="{_esc(title)}"></a>'
-            f"<figcaption>{_esc(title)}: {_esc(png.name)}, made by {_notebook_link(producer)}</figcaption></figure>")
+    return (
+        f'<figure><a href="{ctx.copy(png)}"><img src="{_href("files/" + png.name)}" alt="{_esc(title)}"></a>'
+        f"<figcaption>{_esc(title)}: {_esc(png.name)}, made by {_notebook_link(producer)}</figcaption></figure>"
+    )
 
 
 def _made(ctx: _Context, candidates: Sequence[Path]) -> list[Path]:
@@ -325,14 +333,18 @@ def _table1_section(ctx: _Context) -> str:
         parts.append(f"<h3>{_esc(csv.stem)}</h3>" + _table(ctx, csv))
         full = csv.with_name(csv.name.replace("_claims.csv", "_verdict.csv"))
         if full.is_file() and ctx.producer(full.name):
-            parts.append(f'<p>Every paired comparison (each method, each metric): <a href="{ctx.copy(full)}">'
-                         f"{_esc(full.name)}</a>.</p>")
+            parts.append(
+                f'<p>Every paired comparison (each method, each metric): <a href="{ctx.copy(full)}">'
+                f"{_esc(full.name)}</a>.</p>"
+            )
     return "\n".join(parts)
 
 
 def _others_section(ctx: _Context, shown: set[str]) -> str:
     """The run's other figures and tables (ablation, sanity checks, Figure 5's scores): linked, figures shown."""
-    files = _made(ctx, [p for p in sorted(ctx.figures_dir.glob("*")) if p.suffix in (".png", ".csv") and p.name not in shown])
+    files = _made(
+        ctx, [p for p in sorted(ctx.figures_dir.glob("*")) if p.suffix in (".png", ".csv") and p.name not in shown]
+    )
     if not files:
         return ""
     items = []
@@ -352,17 +364,21 @@ def _random_weights(manifest: Mapping[str, Any] | None, entries: Sequence[Notebo
 
 
 def _definition_list(items: Mapping[str, Any]) -> str:
-    rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(json.dumps(v) if not isinstance(v, str) else v)}</td></tr>"
-                   for k, v in items.items())
+    rows = "".join(
+        f"<tr><th>{_esc(k)}</th><td>{_esc(json.dumps(v) if not isinstance(v, str) else v)}</td></tr>"
+        for k, v in items.items()
+    )
     return f'<table class="kv">{rows}</table>'
 
 
 def _provenance_section(manifest: Mapping[str, Any] | None, entries: Sequence[NotebookEntry]) -> str:
     parts = ["<h2>Provenance</h2>"]
     if manifest is None:
-        parts.append('<p class="notrun">No run manifest (run.json) in the results folder: this run predates it or '
-                     "the folder was copied without it. Parameters, start times and durations below are papermill's, "
-                     "recorded in each executed notebook; versions and device of the run are unknown.</p>")
+        parts.append(
+            '<p class="notrun">No run manifest (run.json) in the results folder: this run predates it or '
+            "the folder was copied without it. Parameters, start times and durations below are papermill's, "
+            "recorded in each executed notebook; versions and device of the run are unknown.</p>"
+        )
         params = {k: v for e in entries for k, v in e.parameters.items()}
         if params:
             parts.append("<h3>Parameters (as papermill injected them into the executed notebooks)</h3>")
@@ -387,7 +403,9 @@ def _provenance_section(manifest: Mapping[str, Any] | None, entries: Sequence[No
         parts.append(_definition_list(manifest.get("parameters", {})))
     lines = [(e, line) for e in entries for line in e.provenance]
     if lines:
-        parts.append("<h3>Model, weights, target layer, device, images and seed, as each notebook printed them</h3><ul>")
+        parts.append(
+            "<h3>Model, weights, target layer, device, images and seed, as each notebook printed them</h3><ul>"
+        )
         parts.extend(f"<li>{_notebook_link(e)}: <code>{_esc(line)}</code></li>" for e, line in lines)
         parts.append("</ul>")
     return "\n".join(parts)
@@ -398,10 +416,14 @@ def _notebooks_section(entries: Sequence[NotebookEntry]) -> str:
     for e in entries:
         status = e.status + (" (earlier run)" if e.earlier else "")
         seconds = f"{e.seconds:.0f} s" if isinstance(e.seconds, (int, float)) else "—"
-        rows.append(f'<tr class="{_esc(e.status.replace(" ", "-"))}"><td>{_notebook_link(e)}</td><td>{_esc(status)}</td>'
-                    f"<td>{_esc(e.started or '—')}</td><td>{seconds}</td><td><pre>{_esc(e.error)}</pre></td></tr>")
-    return ("<h2>Notebooks</h2><table class=\"data\"><tr><th>notebook</th><th>status</th><th>started (UTC)</th>"
-            "<th>wall time</th><th>error</th></tr>" + "".join(rows) + "</table>")
+        rows.append(
+            f'<tr class="{_esc(e.status.replace(" ", "-"))}"><td>{_notebook_link(e)}</td><td>{_esc(status)}</td>'
+            f"<td>{_esc(e.started or '—')}</td><td>{seconds}</td><td><pre>{_esc(e.error)}</pre></td></tr>"
+        )
+    return (
+        '<h2>Notebooks</h2><table class="data"><tr><th>notebook</th><th>status</th><th>started (UTC)</th>'
+        "<th>wall time</th><th>error</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 _STYLE = """
@@ -418,9 +440,7 @@ pre { white-space: pre-wrap; margin: 0; }
 """
 
 
-def build_report(
-    out_dir: Path, figures_dir: Path | None = None, *, report_dir: Path | None = None
-) -> Path:
+def build_report(out_dir: Path, figures_dir: Path | None = None, *, report_dir: Path | None = None) -> Path:
     """Build ``<out_dir>/report/`` (or ``report_dir``) from the run in ``out_dir``; return its ``index.html``.
 
     ``out_dir`` is the run's results folder (with ``executed/`` and, from the pipeline, ``run.json``);
@@ -432,8 +452,10 @@ def build_report(
     manifest = read_manifest(out_dir)
     executed_dir = out_dir / "executed"
     if manifest is None and not any(executed_dir.glob("*.ipynb")):
-        raise ReportError(f"{out_dir}: no executed notebooks (executed/*.ipynb) and no {MANIFEST_NAME}: is this the "
-                          "results folder of a run? Pass the folder run_all.sh wrote (--out DIR), e.g. results/smoke.")
+        raise ReportError(
+            f"{out_dir}: no executed notebooks (executed/*.ipynb) and no {MANIFEST_NAME}: is this the "
+            "results folder of a run? Pass the folder run_all.sh wrote (--out DIR), e.g. results/smoke."
+        )
     entries = _entries(executed_dir, manifest)
     if figures_dir is None:
         params = (manifest or {}).get("parameters") or next((e.parameters for e in entries if e.parameters), {})
@@ -450,25 +472,39 @@ def build_report(
                 render_notebook(executed, report_dir / page)
                 entry.html = page
             except Exception as error:  # noqa: BLE001 - one unreadable notebook must not hide the others
-                entry.error = (entry.error + "; " if entry.error else "") + f"could not render: {type(error).__name__}: {error}"
+                entry.error = (
+                    entry.error + "; " if entry.error else ""
+                ) + f"could not render: {type(error).__name__}: {error}"
     ctx = _Context(report_dir, Path(figures_dir), entries)
-    profile = (manifest or {}).get("profile") or next((e.parameters.get("profile") for e in entries if e.parameters), "?")
+    profile = (manifest or {}).get("profile") or next(
+        (e.parameters.get("profile") for e in entries if e.parameters), "?"
+    )
     shown = {p.name for _, prefix, _ in FIGURES for p in ctx.figures_dir.glob(f"{prefix}*.png")}
     shown |= {p.name for p in ctx.figures_dir.glob("table1_*")}
     body = [f"<h1>Grad++ScoreCAM compendium: run report, profile {_esc(profile)}</h1>"]
     if _random_weights(manifest, entries):
-        body.append('<p class="banner">Made with RANDOM WEIGHTS (weights=None): a pipeline check only, not a result.</p>')
+        body.append(
+            '<p class="banner">Made with RANDOM WEIGHTS (weights=None): a pipeline check only, not a result.</p>'
+        )
     if manifest is not None and manifest.get("status") == "failed":
         body.append(f'<p class="banner">This run FAILED: {_esc(manifest.get("error", ""))}</p>')
-    body.append(f"<p>Results folder: <code>{_esc(out_dir.resolve())}</code>; figures folder: "
-                f"<code>{_esc(ctx.figures_dir)}</code>; report built {_esc(_now())}.</p>")
-    body += [_notebooks_section(entries), _provenance_section(manifest, entries), _figures_section(ctx),
-             _table1_section(ctx), _others_section(ctx, shown)]
+    body.append(
+        f"<p>Results folder: <code>{_esc(out_dir.resolve())}</code>; figures folder: "
+        f"<code>{_esc(ctx.figures_dir)}</code>; report built {_esc(_now())}.</p>"
+    )
+    body += [
+        _notebooks_section(entries),
+        _provenance_section(manifest, entries),
+        _figures_section(ctx),
+        _table1_section(ctx),
+        _others_section(ctx, shown),
+    ]
     index = report_dir / "index.html"
     index.write_text(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Run report: {_esc(profile)}</title><style>{_STYLE}</style></head><body>\n"
-        + "\n".join(body) + "\n</body></html>\n",
+        + "\n".join(body)
+        + "\n</body></html>\n",
         encoding="utf-8",
     )
     return index
@@ -480,10 +516,15 @@ def _now() -> str:
 
 # ------------------------------------------------------------------------------------------ command line
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="run_all.sh report", description="Rebuild the HTML report of an earlier "
-                                     "run from its executed notebooks, tables and figures.")
-    parser.add_argument("--profile", default="sample", help="the run's profile: its results folder is "
-                        "results/<profile> of this checkout (default sample)")
+    parser = argparse.ArgumentParser(
+        prog="run_all.sh report",
+        description="Rebuild the HTML report of an earlier run from its executed notebooks, tables and figures.",
+    )
+    parser.add_argument(
+        "--profile",
+        default="sample",
+        help="the run's profile: its results folder is results/<profile> of this checkout (default sample)",
+    )
     parser.add_argument("--out", type=Path, help="the run's results folder (default results/<profile>)")
     parser.add_argument("--figures", type=Path, help="the run's figures folder (default: the one the run used)")
     parser.add_argument("--report-dir", type=Path, help="where to write the report (default <results>/report)")
@@ -496,7 +537,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 out_dir = find_notebooks_dir().parent / "results" / args.profile
             except PipelineError:
-                raise ReportError("not in a compendium checkout: pass the run's results folder with --out DIR") from None
+                raise ReportError(
+                    "not in a compendium checkout: pass the run's results folder with --out DIR"
+                ) from None
         index = build_report(out_dir, args.figures, report_dir=args.report_dir)
     except ReportError as error:
         print(f"run_all.sh report: {error}", file=sys.stderr)

@@ -120,7 +120,9 @@ def check_single_config(df: pd.DataFrame, what: str = "the results") -> None:
                 )
 
 
-def config_differences(stored: Mapping[str, Any], now: Mapping[str, Any], keys: Sequence[str] = CONFIG_KEYS) -> list[str]:
+def config_differences(
+    stored: Mapping[str, Any], now: Mapping[str, Any], keys: Sequence[str] = CONFIG_KEYS
+) -> list[str]:
     """What differs between two configurations' shared keys, one phrase per key."""
     return [
         f"{key}: stored {stored.get(key)!r}, now {now.get(key)!r}"
@@ -219,7 +221,9 @@ class ResultsStore:
                 stored = existing.iloc[0][[k for k in CONFIG_KEYS if k in existing.columns]].to_dict()
                 if "explainer_options" in existing.columns:
                     firsts = existing.drop_duplicates("method")
-                    stored_options = {m: parse_options(o) for m, o in zip(firsts["method"], firsts["explainer_options"], strict=True)}
+                    stored_options = {
+                        m: parse_options(o) for m, o in zip(firsts["method"], firsts["explainer_options"], strict=True)
+                    }
         if stored is None:
             return {}
         differing = config_differences(stored, self.config) + option_differences(stored_options, self.options)

@@ -153,8 +153,18 @@ def evaluate(
                 torch.manual_seed(seed)
                 try:
                     row = _evaluate_one(
-                        explainers[name], name, spec, images, target, boxes[0], device, batch_size, score, masking,
-                        top_percent, deletion_steps,
+                        explainers[name],
+                        name,
+                        spec,
+                        images,
+                        target,
+                        boxes[0],
+                        device,
+                        batch_size,
+                        score,
+                        masking,
+                        top_percent,
+                        deletion_steps,
                     )
                 except InputImageError as error:  # say which image: the explainer only sees "item 0"
                     where = record.origin or record.path
@@ -241,8 +251,12 @@ def _evaluate_one(
     # are defined (E = X * 0, a blank explanation) and kept, as the papers average over all N images.
     degenerate = not float(saliency.amax()) > 0
     if deletion_steps and not degenerate:
-        row["deletion_auc"] = float(deletion_auc(spec.model, images, saliency, [target], steps=deletion_steps, batch_size=batch_size)[0])
-        row["insertion_auc"] = float(insertion_auc(spec.model, images, saliency, [target], steps=deletion_steps, batch_size=batch_size)[0])
+        row["deletion_auc"] = float(
+            deletion_auc(spec.model, images, saliency, [target], steps=deletion_steps, batch_size=batch_size)[0]
+        )
+        row["insertion_auc"] = float(
+            insertion_auc(spec.model, images, saliency, [target], steps=deletion_steps, batch_size=batch_size)[0]
+        )
     if boxes and not degenerate:
         row["pointing_hit"] = float(pointing_game(saliency, [boxes])[0])
         row["energy_pointing"] = float(energy_pointing_game(saliency, [boxes])[0])
@@ -258,7 +272,12 @@ def _evaluate_one(
     return row
 
 
-def _warm_up(explainers: Iterable[BaseCAM | UnsupportedModelError], spec: ModelSpec, record: ImageRecord, device: torch.device | str) -> None:
+def _warm_up(
+    explainers: Iterable[BaseCAM | UnsupportedModelError],
+    spec: ModelSpec,
+    record: ImageRecord,
+    device: torch.device | str,
+) -> None:
     """One untimed call of each explainer: on CUDA the first calls pay for context set-up and cuDNN
     autotuning (seconds), which would otherwise land in the first image's ``seconds``."""
     images = load_batch([record], spec.transform)[0].to(device)

@@ -178,7 +178,11 @@ def coarse_steps(model: nn.Module, n_steps: int, fine: int = 3) -> list[tuple[st
 def _natural_units(model: nn.Module, prefix: str = "") -> list[tuple[str, ...]]:
     """Units in forward (registration) order; see the module docstring for the rule."""
     children = [(f"{prefix}{n}", m) for n, m in model.named_children() if _has_params(m)]
-    if len(children) == 1 and not isinstance(children[0][1], CONTAINERS) and any(True for _ in children[0][1].children()):
+    if (
+        len(children) == 1
+        and not isinstance(children[0][1], CONTAINERS)
+        and any(True for _ in children[0][1].children())
+    ):
         return _natural_units(children[0][1], children[0][0] + ".")  # a wrapper around the real network
     modules: list[tuple[str, nn.Module]] = []
     for name, module in children:
@@ -386,7 +390,9 @@ def run_randomization(
     try:
         work = copy.deepcopy(model)
     except Exception as error:  # noqa: BLE001 - the message says what is needed
-        raise TypeError(f"parameter_randomization randomises a copy of the model, but copy.deepcopy failed: {error}") from error
+        raise TypeError(
+            f"parameter_randomization randomises a copy of the model, but copy.deepcopy failed: {error}"
+        ) from error
     work.eval()
     steps = randomization_steps(work, layers)
     param = next(work.parameters(), None)
@@ -450,12 +456,16 @@ def _method_list(method: MethodSpec | Sequence[MethodSpec]) -> list[tuple[str, M
     for entry in entries:
         if isinstance(entry, str):
             if entry not in METHODS:
-                raise ValueError(f"unknown method {entry!r}; choose from {', '.join(map(repr, METHODS))} or pass a callable")
+                raise ValueError(
+                    f"unknown method {entry!r}; choose from {', '.join(map(repr, METHODS))} or pass a callable"
+                )
             out.append((entry, entry))
         elif callable(entry):
             out.append((getattr(entry, "__name__", type(entry).__name__), entry))
         else:
-            raise TypeError(f"method must be a method name or a callable (model, images, targets) -> maps, not {entry!r}")
+            raise TypeError(
+                f"method must be a method name or a callable (model, images, targets) -> maps, not {entry!r}"
+            )
     names = [n for n, _ in out]
     if len(set(names)) != len(names) or not names:
         raise ValueError(f"methods must be distinct and at least one, got {names}")
@@ -469,7 +479,7 @@ def _explain(method: MethodSpec, model: nn.Module, images: Tensor, targets: Tens
     if isinstance(method, str):
         explainer = make_explainer(method, model, target_layer, **options)
     for start in range(0, len(images), image_batch):
-        chunk, chunk_targets = images[start:start + image_batch], targets[start:start + image_batch]
+        chunk, chunk_targets = images[start : start + image_batch], targets[start : start + image_batch]
         if isinstance(method, str):
             explanation = explainer.explain(chunk, chunk_targets)
             raw, final = explanation.maps, explanation.saliency(size)
@@ -554,9 +564,15 @@ def pass_table(table: pd.DataFrame, metric: str = "spearman", confidence: float 
                        at_reference=falls["layer"].iloc[0] if len(falls) else "")  # fmt: skip
         blank = not len(cascade) and (part[(part["mode"] == "cascading") & (part["step"] > 0)]["n"] == 0).any()
         if blank:  # the trained map varied (else it would equal itself: 1), every randomised one is constant
-            verdict, reason = "passes", "every randomised map is blank (constant: no trace of the trained map; correlations undefined)"
+            verdict, reason = (
+                "passes",
+                "every randomised map is blank (constant: no trace of the trained map; correlations undefined)",
+            )
         elif not len(cascade) or math.isnan(ref_high):
-            verdict, reason = "cannot tell", "no reference level (one image)" if len(cascade) else "no defined similarity"
+            verdict, reason = (
+                "cannot tell",
+                "no reference level (one image)" if len(cascade) else "no defined similarity",
+            )
         elif (cascade["mean"] >= 1 - 1e-6).all():
             verdict, reason = "fails", "the map did not change when the weights were randomised"
         elif row["at_reference"]:

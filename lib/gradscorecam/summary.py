@@ -80,7 +80,9 @@ def summarize(
         notes = part["note"].fillna("").astype(str) if "note" in part.columns else pd.Series("", index=part.index)
         row["notes"] = int((notes != "").sum())
         row["degenerate_maps"] = int(notes.str.startswith(DEGENERATE_NOTE).sum())
-        row["undefined_drop"] = int((pd.to_numeric(part["Y"], errors="coerce") <= 0).sum()) if "Y" in part.columns else 0
+        row["undefined_drop"] = (
+            int((pd.to_numeric(part["Y"], errors="coerce") <= 0).sum()) if "Y" in part.columns else 0
+        )
         rows.append(row)
     return pd.DataFrame(rows).set_index("method")
 

@@ -210,9 +210,7 @@ def _metric_specs(
     for column, spec in (extra or {}).items():
         if not (isinstance(spec, tuple | list) and len(spec) == 2 and spec[0] in ("higher", "lower")
                 and spec[1] in ("continuous", "binary")):  # fmt: skip
-            raise ValueError(
-                f"metric {column!r}: expected (\"higher\" | \"lower\", \"continuous\" | \"binary\"), got {spec!r}"
-            )
+            raise ValueError(f'metric {column!r}: expected ("higher" | "lower", "continuous" | "binary"), got {spec!r}')
         specs[column] = (spec[0], spec[1])
     return specs
 
@@ -227,7 +225,9 @@ def _check_binary(column: str, values: np.ndarray) -> None:
 
 def _object_better(table: pd.DataFrame) -> pd.DataFrame:
     """``better`` as Python True / False / None (a column without None would become numpy bools)."""
-    table["better"] = pd.Series([None if v is None else bool(v) for v in table["better"]], index=table.index, dtype=object)
+    table["better"] = pd.Series(
+        [None if v is None else bool(v) for v in table["better"]], index=table.index, dtype=object
+    )
     return table
 
 
@@ -261,7 +261,10 @@ def _compare_arrays(
     }  # fmt: skip
     if kind == "binary":
         success_a, success_b = a > 0, b > 0
-        row["method_only"], row["baseline_only"] = int((success_a & ~success_b).sum()), int((~success_a & success_b).sum())
+        row["method_only"], row["baseline_only"] = (
+            int((success_a & ~success_b).sum()),
+            int((~success_a & success_b).sum()),
+        )
     if ratio and n:
         row["ratio"] = a.mean() / b.mean() if b.mean() != 0 else math.nan
     if n < 2:
@@ -299,7 +302,9 @@ def verdict_text(better: bool | None, n: int) -> str:
     return "holds" if better is True else "fails" if better is False else f"cannot tell at N = {n}"
 
 
-def _ratio_interval(a: np.ndarray, b: np.ndarray, confidence: float, n_resamples: int, seed: int) -> tuple[float, float]:
+def _ratio_interval(
+    a: np.ndarray, b: np.ndarray, confidence: float, n_resamples: int, seed: int
+) -> tuple[float, float]:
     """Paired percentile bootstrap interval of mean(a) / mean(b): each resample draws images, keeping both values."""
     if np.all(a == a[0]) and np.all(b == b[0]):
         value = a[0] / b[0] if b[0] != 0 else math.nan

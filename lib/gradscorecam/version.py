@@ -46,8 +46,11 @@ def _git_commit(root: Path) -> str | None:
     if not (root / "pyproject.toml").is_file() or not (root / ".git").exists():
         return None
     try:
+
         def git(*args: str) -> str:
-            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True)
+            done = subprocess.run(
+                ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+            )
             return done.stdout.strip()
 
         commit = git("rev-parse", "--short=12", "HEAD")

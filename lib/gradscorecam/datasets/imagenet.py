@@ -246,7 +246,9 @@ def read_devkit_ground_truth(path: str | Path, meta: str | Path | None = None) -
         try:
             wnid = id_to_wnid[int(line)]
         except (ValueError, KeyError):
-            raise DataSourceError(f"{path}, line {line_number}: {line!r} is not an ILSVRC2012_ID in {meta_path}") from None
+            raise DataSourceError(
+                f"{path}, line {line_number}: {line!r} is not an ILSVRC2012_ID in {meta_path}"
+            ) from None
         table[f"ILSVRC2012_val_{line_number:08d}"] = wnid
     return table
 

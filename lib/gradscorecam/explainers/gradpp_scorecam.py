@@ -170,7 +170,9 @@ class GradPlusPlusScoreCAM(ScoreBasedCAM):
         baseline_score = torch.zeros(len(activations), device=activations.device)
         with self._scoring_forward(captured.images.device) as forward:
             channel_scores = self._score_channels(forward, captured, maps, selected, perturb=self.perturb)
-            if self.baseline == "zeros":  # scored by the same forward as the masked inputs, so α_k compares like with like
+            if (
+                self.baseline == "zeros"
+            ):  # scored by the same forward as the masked inputs, so α_k compares like with like
                 zero_logits = forward(torch.zeros_like(captured.images[:1]))
                 baseline_score = class_scores(zero_logits.expand(len(activations), -1), captured.targets, "probability")
         scores = torch.where(selected, channel_scores - baseline_score.unsqueeze(1), torch.zeros_like(channel_scores))
@@ -185,4 +187,3 @@ class GradPlusPlusScoreCAM(ScoreBasedCAM):
             "scored": selected,
             "baseline_score": baseline_score,
         }
-

@@ -127,7 +127,11 @@ def describe_channel_budgets(budgets: Mapping[str, Budget]) -> str:
         if budget == "all":
             parts.append(f"{method}: {describe_budget(budget)}")
         else:
-            rank = "largest Grad-CAM++ weights w_k > 0" if method == "Grad++ScoreCAM" else "largest positive mean activations"
+            rank = (
+                "largest Grad-CAM++ weights w_k > 0"
+                if method == "Grad++ScoreCAM"
+                else "largest positive mean activations"
+            )
             parts.append(f"{method}: {describe_budget(budget)} per image ({rank})")
     return "; ".join(parts)
 

@@ -7,10 +7,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from ..torchutils import check_choice
 from .base import Captured
 from .layers import LayerSpec
 from .score_based import ScoreBasedCAM
-from ..torchutils import check_choice
 from .scoring import ALL_CHANNELS, Budget, budget_mask, non_constant_channels, resolve_budget
 
 ScoreCAMVariant = Literal["authors", "pytorch-grad-cam", "torchcam"]

@@ -46,7 +46,7 @@ def check_budget(max_channels: object) -> None:
     if isinstance(max_channels, Integral) and not isinstance(max_channels, bool) and int(max_channels) >= 1:
         return
     raise ValueError(
-        f"max_channels must be a positive int, \"all\" (every channel) or None (the method's default), "
+        f'max_channels must be a positive int, "all" (every channel) or None (the method\'s default), '
         f"got {max_channels!r}"
     )
 

@@ -103,7 +103,9 @@ class SmoothGradCAMPlusPlus(BaseCAM):
             chunk = pairs[start : start + self.batch_size]
             sample_idx = torch.tensor([s for s, _ in chunk])
             image_idx = torch.tensor([b for _, b in chunk], device=images.device)
-            noisy = (images[image_idx].float() + sigma[image_idx] * noise[sample_idx].to(images.device)).to(images.dtype)
+            noisy = (images[image_idx].float() + sigma[image_idx] * noise[sample_idx].to(images.device)).to(
+                images.dtype
+            )
             _, _, grads, _ = self._class_gradients(noisy, targets[image_idx])
             grads = grads.float()
             for moment, power in zip(moments, (1, 2, 3), strict=True):

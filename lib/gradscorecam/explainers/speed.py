@@ -67,7 +67,9 @@ class ScoringSpeed:
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         dtype = _AUTOCAST_NAMES.get(self.autocast, self.autocast) if isinstance(self.autocast, str) else self.autocast
         if dtype is not None and dtype not in AUTOCAST_DTYPES:
-            raise ValueError(f"autocast={self.autocast!r} is not one of None, torch.bfloat16, torch.float16, 'bf16', 'fp16'")
+            raise ValueError(
+                f"autocast={self.autocast!r} is not one of None, torch.bfloat16, torch.float16, 'bf16', 'fp16'"
+            )
         object.__setattr__(self, "autocast", dtype)
 
     @classmethod

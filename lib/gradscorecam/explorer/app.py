@@ -70,7 +70,9 @@ def find_notebook(notebook: str | os.PathLike[str] | None = None, start: Path | 
         raise AppError(f"{error} (here: --notebook PATH/{NOTEBOOK_NAME})") from None
     path = folder / NOTEBOOK_NAME
     if not path.is_file():
-        raise AppError(f"{folder} has no {NOTEBOOK_NAME}; restore it from the repository (git checkout -- notebooks/{NOTEBOOK_NAME}).")
+        raise AppError(
+            f"{folder} has no {NOTEBOOK_NAME}; restore it from the repository (git checkout -- notebooks/{NOTEBOOK_NAME})."
+        )
     return path
 
 
@@ -130,9 +132,15 @@ def app_notebook(notebook: Any, kernel_name: str | None = None) -> Any:
     Voila's ``prelaunch_hook`` calls it (through :func:`make_prelaunch_hook`) on a fresh copy of the notebook for
     every page load, so the file on disk is never changed.
     """
-    notebook.cells = [cell for cell in notebook.cells if APP_EXCLUDE_TAG not in cell.get("metadata", {}).get("tags", [])]
+    notebook.cells = [
+        cell for cell in notebook.cells if APP_EXCLUDE_TAG not in cell.get("metadata", {}).get("tags", [])
+    ]
     if kernel_name is not None:
-        notebook.metadata["kernelspec"] = {"name": kernel_name, "display_name": "Python (gradscorecam)", "language": "python"}
+        notebook.metadata["kernelspec"] = {
+            "name": kernel_name,
+            "display_name": "Python (gradscorecam)",
+            "language": "python",
+        }
     return notebook
 
 
@@ -186,8 +194,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run_all.sh explore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model-file", help="a .py file whose build_model() returns the network to explain, offered first")
-    parser.add_argument("--images", dest="image_source", help="a labels CSV or a folder of images (default: the built-in photographs)")
+    parser.add_argument(
+        "--model-file", help="a .py file whose build_model() returns the network to explain, offered first"
+    )
+    parser.add_argument(
+        "--images", dest="image_source", help="a labels CSV or a folder of images (default: the built-in photographs)"
+    )
     parser.add_argument("--device", help="cpu (default), cuda, cuda:1 or auto")
     parser.add_argument("--random-weights", action="store_true",
                         help="torchvision models with random weights (every map is marked: a check of the app only)")  # fmt: skip
@@ -195,7 +207,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ip", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every student on the network)")  # fmt: skip
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser (print the address only)")
-    parser.add_argument("--notebook", type=Path, help=f"the notebook to serve (default: notebooks/{NOTEBOOK_NAME} of this checkout)")
+    parser.add_argument(
+        "--notebook", type=Path, help=f"the notebook to serve (default: notebooks/{NOTEBOOK_NAME} of this checkout)"
+    )
     return parser
 
 

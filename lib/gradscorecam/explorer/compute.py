@@ -20,7 +20,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ..errors import GradScoreCAMError, InputImageError
-from ..explainers import METHODS, CAM, BaseCAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, SmoothGradCAMPlusPlus
+from ..explainers import CAM, METHODS, BaseCAM, GradCAM, GradCAMPlusPlus, GradPlusPlusScoreCAM, SmoothGradCAMPlusPlus
 from ..explainers.postprocess import minmax_normalize, upsample
 from ..explainers.registry import describe_budget
 from ..explainers.score_based import ScoreBasedCAM
@@ -69,7 +69,9 @@ def class_probabilities(model: nn.Module, images: Tensor) -> Tensor:
         logits = model(images[:1])
     if not isinstance(logits, Tensor) or logits.dim() != 2:
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise InputImageError(f"the model returned {shape}; the explorer needs a classifier returning (B, num_classes) logits.")
+        raise InputImageError(
+            f"the model returned {shape}; the explorer needs a classifier returning (B, num_classes) logits."
+        )
     return torch.softmax(logits[0].float(), dim=0).cpu()
 
 
@@ -152,8 +154,8 @@ def parse_budget(text: str) -> Budget | None:
         f"{name} {describe_budget(cls.default_max_channels)}" for name, cls in METHODS.items() if is_score_based(cls)
     )
     raise GradScoreCAMError(
-        f"channels scored: {text!r} is not a budget; type a number of at least 1, \"all\" (every channel), or "
-        f"\"default\" (each method's own: {defaults})."
+        f'channels scored: {text!r} is not a budget; type a number of at least 1, "all" (every channel), or '
+        f'"default" (each method\'s own: {defaults}).'
     )
 
 
@@ -347,7 +349,9 @@ def teaching_view(explainer: BaseCAM, explanation: Any, size: tuple[int, int], n
     weights = explanation.weights[0].float()
     top = weights.topk(min(n, len(weights))).indices
     masks = minmax_normalize(upsample(activations[top], size))
-    formula = next((text for cls, text in _WEIGHT_FORMULAS if isinstance(explainer, cls)), "w_k, the method's channel weight")
+    formula = next(
+        (text for cls, text in _WEIGHT_FORMULAS if isinstance(explainer, cls)), "w_k, the method's channel weight"
+    )
     note = f"Channel weights: {formula}. The map is ReLU(Σ_k w_k A^k); shown are the channels with the largest w_k."
     return TeachingView("weights", _ints(top), _floats(weights[top]), "w", masks.cpu(), weights.cpu(), None, None, note)
 
@@ -358,4 +362,3 @@ def _ints(values: Tensor) -> tuple[int, ...]:
 
 def _floats(values: Tensor) -> tuple[float, ...]:
     return tuple(float(v) for v in values.tolist())
-

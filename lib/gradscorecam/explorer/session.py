@@ -35,6 +35,7 @@ from .compute import (
 )
 from .sources import ImageEntry, ImageFactory, ModelFactory, ModelLike, as_image_entry, as_model_like
 
+
 class ExplainerFactory(Protocol):
     """The signature of :func:`gradscorecam.explainers.make_explainer`, the library's one factory."""
 
@@ -200,7 +201,9 @@ class Session:
         entry = self.images[key]
         picture = entry.load()
         if not isinstance(picture, Image.Image):
-            raise GradScoreCAMError(f"the loader of image {key!r} returned a {type(picture).__name__}, not a PIL image.")
+            raise GradScoreCAMError(
+                f"the loader of image {key!r} returned a {type(picture).__name__}, not a PIL image."
+            )
         picture = picture.convert("RGB") if picture.mode != "RGB" else picture
         inputs = probabilities = None
         layers = self.layers
@@ -228,7 +231,9 @@ class Session:
         """Whether everything a map depends on is selected."""
         return None not in (self.spec, self.layer, self.inputs, self.target)
 
-    def _inputs_for(self, model_key: str, spec: ModelLike, image_key: str, picture: Image.Image) -> tuple[Tensor, Tensor]:
+    def _inputs_for(
+        self, model_key: str, spec: ModelLike, image_key: str, picture: Image.Image
+    ) -> tuple[Tensor, Tensor]:
         def make() -> tuple[Tensor, Tensor]:
             inputs = prepare_image(spec, picture)
             return inputs, class_probabilities(spec.model, inputs)
@@ -239,7 +244,9 @@ class Session:
         if (key, size) not in self._layers:
             layers = feature_layers(spec.model, size)
             if not layers:
-                raise TargetLayerError(f"{spec.name} has no layer with a 4-D (B, C, h, w) output; CAM methods need one.")
+                raise TargetLayerError(
+                    f"{spec.name} has no layer with a 4-D (B, C, h, w) output; CAM methods need one."
+                )
             self._layers[(key, size)] = layers
         return self._layers[(key, size)]
 

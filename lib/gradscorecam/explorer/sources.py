@@ -138,7 +138,9 @@ def as_image_entry(value: ImageEntry | ImageFactory | Image.Image) -> ImageEntry
         return ImageEntry(lambda: picture)
     if callable(value):
         return ImageEntry(value)
-    raise TypeError(f"an image must be an ImageEntry, a function returning a PIL image, or a PIL image, not {type(value).__name__}")
+    raise TypeError(
+        f"an image must be an ImageEntry, a function returning a PIL image, or a PIL image, not {type(value).__name__}"
+    )
 
 
 def decode_image_bytes(content: bytes, name: str = "the uploaded file") -> Image.Image:

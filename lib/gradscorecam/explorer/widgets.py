@@ -15,10 +15,10 @@ from __future__ import annotations
 import html
 import threading
 import traceback
-from datetime import datetime, timezone
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 import ipywidgets as widgets
@@ -30,20 +30,20 @@ from ..explainers import METHODS
 from ..explainers.scoring import Budget
 from ..plotting import RANDOM_WEIGHTS_MARK, to_display_image
 from .cache import ResultKey
-from .controller import ComputeController, RunReport
 from .compute import (
     MethodResult,
     TeachingView,
     budget_text,
     channel_budget,
     channels_to_score,
-    describe_budget,
     class_name,
+    describe_budget,
     find_classes,
     model_device,
     parse_budget,
     top_classes,
 )
+from .controller import ComputeController, RunReport
 from .render import Cell, maps_figure, png_bytes, teaching_figure
 from .session import ExplainerFactory, Session
 from .sources import (
@@ -227,21 +227,33 @@ class Explorer:
         s = self.session
         self.title = widgets.HTML("<b>CAM explorer</b> — how each method explains the network's decision")
         self.random_banner = widgets.HTML("", layout=widgets.Layout(display="none"))
-        self.model_dropdown = widgets.Dropdown(options=list(s.model_factories), value=None, description="model", layout=wide, style=style)
-        self.model_file = widgets.Text(placeholder="or a model file (.py with build_model())", layout=widgets.Layout(width="300px"))
+        self.model_dropdown = widgets.Dropdown(
+            options=list(s.model_factories), value=None, description="model", layout=wide, style=style
+        )
+        self.model_file = widgets.Text(
+            placeholder="or a model file (.py with build_model())", layout=widgets.Layout(width="300px")
+        )
         self.model_file_button = widgets.Button(description="load model", layout=widgets.Layout(width="110px"))
         self.layer_dropdown = widgets.Dropdown(options=[], description="layer", layout=wide, style=style)
-        self.image_dropdown = widgets.Dropdown(options=list(s.images), value=None, description="image", layout=wide, style=style)
+        self.image_dropdown = widgets.Dropdown(
+            options=list(s.images), value=None, description="image", layout=wide, style=style
+        )
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload image")
         self.image_source = widgets.Text(placeholder="or a folder / labels CSV", layout=widgets.Layout(width="240px"))
         self.image_source_button = widgets.Button(description="open", layout=widgets.Layout(width="70px"))
         self.class_dropdown = widgets.Dropdown(options=[], description="class", layout=wide, style=style)
-        self.class_search = widgets.Combobox(placeholder="search any class by name", ensure_option=False, layout=widgets.Layout(width="300px"))
+        self.class_search = widgets.Combobox(
+            placeholder="search any class by name", ensure_option=False, layout=widgets.Layout(width="300px")
+        )
         self.method_checkboxes = {
-            name: widgets.Checkbox(value=name in initial_methods, description=name, indent=False, layout=widgets.Layout(width="175px"))
+            name: widgets.Checkbox(
+                value=name in initial_methods, description=name, indent=False, layout=widgets.Layout(width="175px")
+            )
             for name in s.methods
         }
-        self.opacity_slider = widgets.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="opacity", style=style, layout=wide)
+        self.opacity_slider = widgets.FloatSlider(
+            value=opacity, min=0.0, max=1.0, step=0.05, description="opacity", style=style, layout=wide
+        )
         # The budget of Score-CAM and Grad++ScoreCAM: "default" (each its own: every channel, 64), "all", or a number.
         self.channels_input = widgets.Combobox(
             value=budget_text(s.max_channels), options=["default", "all", "16", "32", "64", "128", "256", "512"],
@@ -251,9 +263,15 @@ class Explorer:
         )  # fmt: skip
         self.budget_note = widgets.HTML("")
         self.message = widgets.HTML("")
-        self.compute_button = widgets.Button(description="Compute anyway", button_style="warning", layout=widgets.Layout(display="none"))
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="", layout=widgets.Layout(display="none", width="420px"))
-        self.stop_button = widgets.Button(description="Stop", button_style="danger", layout=widgets.Layout(display="none"))
+        self.compute_button = widgets.Button(
+            description="Compute anyway", button_style="warning", layout=widgets.Layout(display="none")
+        )
+        self.progress = widgets.IntProgress(
+            value=0, min=0, max=1, description="", layout=widgets.Layout(display="none", width="420px")
+        )
+        self.stop_button = widgets.Button(
+            description="Stop", button_style="danger", layout=widgets.Layout(display="none")
+        )
         self.progress_note = widgets.HTML("")
         self.status = widgets.HTML("")
         self.maps_image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
@@ -599,7 +617,9 @@ class Explorer:
             self._render_all()
             return
         keys = {name: s.key(name) for name in self.selected_methods}
-        missing = [name for name, key in keys.items() if s.results.get(key) is None and self.controller.error_for(key) is None]
+        missing = [
+            name for name, key in keys.items() if s.results.get(key) is None and self.controller.error_for(key) is None
+        ]
         if force:
             for name in missing:
                 self._deferred.pop(keys[name], None)
@@ -659,8 +679,8 @@ class Explorer:
         display = None if visible else "none"
         self.progress.layout.display = display
         self.stop_button.layout.display = display if self.background else "none"
-        self.progress_note.value = "" if not visible else (
-            "" if self.background else "interrupt the kernel (■) to stop"
+        self.progress_note.value = (
+            "" if not visible else ("" if self.background else "interrupt the kernel (■) to stop")
         )
 
     # ------------------------------------------------------------------------------------- drawing
@@ -720,14 +740,18 @@ class Explorer:
             self.random_banner.layout.display = None
         else:
             self.random_banner.layout.display = "none"
-        self.budget_note.value = " · ".join(f"{html.escape(name)}: {describe_budget(b)}" for name, b in d.budgets.items())
+        self.budget_note.value = " · ".join(
+            f"{html.escape(name)}: {describe_budget(b)}" for name, b in d.budgets.items()
+        )
         if s.spec is None or s.probabilities is None or s.target is None:
             self.status.value = ""
             return
         top_index, top_name, top_p = d.prediction[0]
         parts = [f"predicted: <b>{html.escape(top_name)}</b> (p = {top_p:.2f})"]
         if s.target != top_index:
-            parts.append(f"explaining: <b>{html.escape(d.target_name)}</b> (p = {_p(float(s.probabilities[s.target]))})")
+            parts.append(
+                f"explaining: <b>{html.escape(d.target_name)}</b> (p = {_p(float(s.probabilities[s.target]))})"
+            )
         if s.label is not None:
             parts.append(f"label: {html.escape(class_name(s.spec.categories, s.label))}")
         if s.layer is not None:
@@ -767,10 +791,14 @@ class Explorer:
         self._teaching_drawn = drawn
         self._teaching_views = tuple(d.teaching.values())  # kept alive, so that their ids in `drawn` stay theirs
         if not d.teaching or s.spec is None or s.inputs is None:
-            self.teaching_notes.value = "<i>Tick a method and wait for its map: here you will see which channels it used.</i>"
+            self.teaching_notes.value = (
+                "<i>Tick a method and wait for its map: here you will see which channels it used.</i>"
+            )
             self.teaching_image.value = b""
             return
-        notes = "".join(f"<p><b>{html.escape(name)}</b>: {html.escape(view.note)}</p>" for name, view in d.teaching.items())
+        notes = "".join(
+            f"<p><b>{html.escape(name)}</b>: {html.escape(view.note)}</p>" for name, view in d.teaching.items()
+        )
         self.teaching_notes.value = notes
         fig = teaching_figure(s.inputs, s.spec.mean, s.spec.std, d.teaching)
         self.teaching_image.value = png_bytes(fig)

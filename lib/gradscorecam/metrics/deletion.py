@@ -74,7 +74,9 @@ def perturbation_curves(
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(pixels, device=order.device).expand(batch, -1))
     rank = rank.view(batch, 1, height, width)
     counts = torch.tensor([j * pixels // steps for j in range(steps + 1)], device=images.device)
-    substrate = torch.zeros_like(images) if baseline == "zeros" else gaussian_blur(images, [BLUR_KERNEL] * 2, [BLUR_SIGMA] * 2)
+    substrate = (
+        torch.zeros_like(images) if baseline == "zeros" else gaussian_blur(images, [BLUR_KERNEL] * 2, [BLUR_SIGMA] * 2)
+    )
     start_from, put_in = (images, substrate) if mode == "deletion" else (substrate, images)
 
     pairs = torch.cartesian_prod(torch.arange(batch), torch.arange(steps + 1)).to(images.device)
@@ -110,7 +112,15 @@ def deletion_auc(
 ) -> Tensor:
     """Deletion AUC per image, (B,) float64 (lower is better)."""
     curves = perturbation_curves(
-        model, images, saliency, targets, mode="deletion", steps=steps, baseline=baseline, score=score, batch_size=batch_size
+        model,
+        images,
+        saliency,
+        targets,
+        mode="deletion",
+        steps=steps,
+        baseline=baseline,
+        score=score,
+        batch_size=batch_size,
     )
     return curve_auc(curves)
 
@@ -128,6 +138,14 @@ def insertion_auc(
 ) -> Tensor:
     """Insertion AUC per image, (B,) float64 (higher is better)."""
     curves = perturbation_curves(
-        model, images, saliency, targets, mode="insertion", steps=steps, baseline=baseline, score=score, batch_size=batch_size
+        model,
+        images,
+        saliency,
+        targets,
+        mode="insertion",
+        steps=steps,
+        baseline=baseline,
+        score=score,
+        batch_size=batch_size,
     )
     return curve_auc(curves)

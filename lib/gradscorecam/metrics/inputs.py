@@ -39,7 +39,9 @@ def metric_targets(model: nn.Module, images: Tensor, targets: Targets, batch_siz
     resolved = class_indices(targets, len(images))
     with model_state_guard(model), torch.no_grad():
         if resolved is None:
-            return torch.cat([model(images[s : s + batch_size]).argmax(1).cpu() for s in range(0, len(images), batch_size)])
+            return torch.cat(
+                [model(images[s : s + batch_size]).argmax(1).cpu() for s in range(0, len(images), batch_size)]
+            )
         num_classes = model(images[:1]).shape[1]
     check_class_range(resolved, num_classes)
     return resolved

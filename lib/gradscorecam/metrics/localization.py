@@ -53,7 +53,6 @@ default (``tolerance=None``) is :func:`default_tolerance`: 15 pixels scaled to t
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,7 +74,9 @@ def default_tolerance(shape: tuple[int, ...]) -> float:
     return REFERENCE_TOLERANCE * min(shape[-2:]) / REFERENCE_SIDE
 
 
-def pointing_game(saliency: Tensor | np.ndarray, boxes: Sequence[Sequence[Box]], tolerance: float | None = None) -> np.ndarray:
+def pointing_game(
+    saliency: Tensor | np.ndarray, boxes: Sequence[Sequence[Box]], tolerance: float | None = None
+) -> np.ndarray:
     """Per image, whether the saliency maximum hits a box (within ``tolerance`` pixels): (B,) bool array.
 
     Args:
@@ -213,7 +214,9 @@ def _distance_to_box(x: int, y: int, box: Box) -> float:
 
 
 def _as_maps(saliency: Tensor | np.ndarray) -> np.ndarray:
-    maps = saliency.detach().float().cpu().numpy() if isinstance(saliency, torch.Tensor) else np.asarray(saliency, float)
+    maps = (
+        saliency.detach().float().cpu().numpy() if isinstance(saliency, torch.Tensor) else np.asarray(saliency, float)
+    )
     if maps.ndim == 2:
         maps = maps[None]
     if maps.ndim != 3:
