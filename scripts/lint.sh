@@ -11,7 +11,17 @@ cd "$(dirname "$0")/.."
 paths=(lib scripts benchmarks tests .github/scripts)
 status=0
 ruff check "${paths[@]}" || status=1
-ruff format --check "${paths[@]}" || status=1
+# The tree is formatted with the ruff release .pre-commit-config.yaml names. Another release may lay code out
+# differently without anything being wrong (the extra asks for ruff >= that release, with no cap), so with
+# another release a formatting difference is reported as a warning, not a failure; lint rules stay strict.
+formatted_with="$(sed -n '/ruff-pre-commit/{n;s/^ *rev: *v\{0,1\}\([0-9.]*\).*/\1/p;}' .pre-commit-config.yaml)"
+installed="$(ruff --version | awk '{print $2}')"
+if [ -z "$formatted_with" ] || [ "$installed" = "$formatted_with" ]; then
+    ruff format --check "${paths[@]}" || status=1
+elif ! ruff format --check "${paths[@]}"; then
+    echo "lint: warning: ruff $installed would reformat the files above; the tree is formatted with ruff" \
+        "$formatted_with (.pre-commit-config.yaml), so this is not a failure." >&2
+fi
 mypy || status=1
 if [ "$status" -ne 0 ]; then
     echo "lint: failed (above). Fix it, or run ./run_tests.sh --no-lint to run the tests anyway." >&2

@@ -167,15 +167,20 @@ def quick_start_commands() -> list[str]:
 
 
 @cache
-def pipeline_help(*args: str) -> str:
-    """What ``python -m gradscorecam.pipeline *args --help`` prints, with this checkout's library."""
+def module_help(module: str, *args: str) -> str:
+    """What ``python -m module *args --help`` prints, with this checkout's library."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")])))
     done = subprocess.run(
-        [sys.executable, "-m", "gradscorecam.pipeline", *args, "--help"],
+        [sys.executable, "-m", module, *args, "--help"],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
     )  # fmt: skip
-    assert done.returncode == 0, f"python -m gradscorecam.pipeline {' '.join(args)} --help failed:\n{done.stderr}"
+    assert done.returncode == 0, f"python -m {module} {' '.join(args)} --help failed:\n{done.stderr}"
     return done.stdout
+
+
+def pipeline_help(*args: str) -> str:
+    """What ``python -m gradscorecam.pipeline *args --help`` prints, with this checkout's library."""
+    return module_help("gradscorecam.pipeline", *args)
 
 
 def pipeline_subcommands() -> set[str]:
@@ -184,10 +189,16 @@ def pipeline_subcommands() -> set[str]:
     return set(match.group(1).split(","))
 
 
-def run_all_dispatches(word: str) -> bool:
-    """Whether run_all.sh's own ``case`` handles ``word`` (a subcommand that is not the pipeline's)."""
+def run_all_module(word: str) -> str | None:
+    """The module that run_all.sh's own ``case`` line for ``word`` runs (``report) shift; exec python -m
+    gradscorecam.report "$@"``), or None when run_all.sh has no such case."""
     script = (ROOT / "run_all.sh").read_text()
-    return re.search(rf"^\s*(?:[\w|-]+\|)?{re.escape(word)}(?:\|[\w|-]+)?\)", script, flags=re.M) is not None
+    line = re.search(rf"^\s*(?:[\w|-]+\|)?{re.escape(word)}(?:\|[\w|-]+)?\)(.*)$", script, flags=re.M)
+    if line is None:
+        return None
+    module = re.search(r"python -m ([\w.]+)", line.group(1))
+    assert module, f"run_all.sh's case for {word!r} runs no `python -m MODULE`: {line.group(0).strip()!r}"
+    return module.group(1)
 
 
 def options(help_text: str) -> set[str]:
@@ -216,11 +227,12 @@ def test_quick_start_commands_exist(command: str):
     if subcommand in pipeline_subcommands():
         known = options(pipeline_help(subcommand))
     else:
-        assert run_all_dispatches(subcommand), (
+        module = run_all_module(subcommand)
+        assert module, (
             f"Quick start shows './run_all.sh {subcommand}', which neither the pipeline "
             f"({sorted(pipeline_subcommands())}) nor run_all.sh's case statement knows"
         )
-        return  # run_all.sh runs it itself: its options cannot be listed without running the script
+        known = options(module_help(module))
     used = {word.split("=", 1)[0] for word in words if word.startswith("--")}
     unknown = sorted(used - known)
     assert not unknown, (

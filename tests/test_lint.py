@@ -19,6 +19,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 LINTED = "lib scripts benchmarks tests .github/scripts"
+#: The ruff release the tree is formatted with: the pre-commit hook's rev.
+PRE_COMMIT_RUFF = next(
+    r["rev"].lstrip("v")
+    for r in yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())["repos"]
+    if r["repo"].endswith("ruff-pre-commit")
+)
 
 
 def _stub(path: Path, body: str) -> None:
@@ -30,8 +36,11 @@ def _tools(folder: Path, failing: str = "") -> tuple[dict[str, str], Path]:
     """A PATH whose ruff and mypy log their arguments to calls.log; the call ``failing`` exits 1."""
     (folder / "bin").mkdir(parents=True)
     log = folder / "calls.log"
+    default = PRE_COMMIT_RUFF
+    version = f'if [ "$1" = --version ]; then echo "ruff ${{RUFF_STUB_VERSION:-{default}}}"; exit 0; fi\n'
     for tool in ("ruff", "mypy"):
-        _stub(folder / "bin" / tool, f'echo "{tool} $*" >>"{log}"\n[ "{tool} $*" != "{failing}" ]\n')
+        answer = version if tool == "ruff" else ""
+        _stub(folder / "bin" / tool, f'{answer}echo "{tool} $*" >>"{log}"\n[ "{tool} $*" != "{failing}" ]\n')
     return {**os.environ, "PATH": f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}"}, log
 
 
@@ -48,6 +57,17 @@ def test_lint_step_runs_ruff_check_format_check_and_mypy_and_fails_if_any_fails(
     assert done.returncode == 1
     assert log.read_text().splitlines()[-1].rstrip() == "mypy"  # every tool reports, not only the first failing one
     assert "./run_tests.sh --no-lint" in done.stderr
+
+    # another ruff release may format differently: reported, not failed; its lint rules still fail the step
+    env, log = _tools(tmp_path / "newer-ruff", failing=f"ruff format --check {LINTED}")
+    env["RUFF_STUB_VERSION"] = "99.0.0"
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "lint.sh")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "ruff 99.0.0 would reformat" in done.stderr and f"ruff {PRE_COMMIT_RUFF}" in done.stderr
+    env, log = _tools(tmp_path / "newer-ruff-lint", failing=f"ruff check {LINTED}")
+    env["RUFF_STUB_VERSION"] = "99.0.0"
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "lint.sh")], env=env, capture_output=True, text=True)
+    assert done.returncode == 1
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
