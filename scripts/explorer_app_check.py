@@ -13,8 +13,9 @@ and the ``playwright`` package (``pip install -e ".[test]"``; no browser downloa
     python scripts/explorer_app_check.py memory [--model-file ../shared/models/mobilenet_v2_imagenet/model.py]
 
 Both start the app exactly as a user does (``python -m gradscorecam.explorer.app --no-browser`` on a free port,
-this checkout's ``lib`` first on ``PYTHONPATH``), open the page, wait until the maps picture holds a coloured map
-(the initial methods, Grad-CAM and Grad-CAM++, computed in the page's kernel), and stop the server with SIGTERM.
+this checkout's ``lib`` first on ``PYTHONPATH``), open the address it prints (with its access token), wait until
+the maps picture holds a coloured map (the initial methods, Grad-CAM and Grad-CAM++, computed in the page's
+kernel), and stop the server with SIGTERM.
 
 ``memory`` reads ``VmRSS`` (and the peak, ``VmHWM``) of the page's kernel process from ``/proc`` (Linux) once the
 first maps are drawn. The torchvision networks are measured with random weights (``--random-weights``: the same
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -69,30 +71,37 @@ def free_port() -> int:
 
 @contextmanager
 def serve(*options: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start the app; yield the address it prints (with its access token) and the server process."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "lib"), os.environ.get("PYTHONPATH")]))}
-    log = open(tempfile.mkstemp(prefix="explorer-app-", suffix=".log")[1], "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gradscorecam.explorer.app", "--port", str(port), "--no-browser", *options],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the app did not start; see {log.name}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/", process
-    finally:
-        process.send_signal(signal.SIGTERM)
+    descriptor, name = tempfile.mkstemp(prefix="explorer-app-", suffix=".log")
+    log = Path(name)
+    with os.fdopen(descriptor, "wb") as output:  # the server writes to it; closed here once it has stopped
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gradscorecam.explorer.app", "--port", str(port), "--no-browser", *options],
+            cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
         try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 120
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the app did not start; see {log}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            # printed before the server starts: "Serving ... at http://127.0.0.1:PORT/?token=... "
+            address = re.search(rf"at (http://127\.0\.0\.1:{port}/\?token=[\w-]+) ", log.read_text())
+            if address is None:
+                raise RuntimeError(f"the app printed no address with a token; see {log}")
+            yield address[1], process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def kernel_pids(server: int) -> list[int]:
@@ -150,9 +159,12 @@ def screenshot(args: argparse.Namespace, browser) -> None:  # type: ignore[no-un
             page.locator(".widget-checkbox", has_text=name).locator("input").first.check()
             wait_for_maps(page, previous=before)
         time.sleep(2)
-        raw = Path(tempfile.mkstemp(suffix=".png")[1])
+        descriptor, name = tempfile.mkstemp(suffix=".png")
+        os.close(descriptor)  # playwright writes the file by its name
+        raw = Path(name)
         page.screenshot(path=str(raw))
         save_small_png(raw, Path(args.out), args.max_kb)
+        raw.unlink()
 
 
 def memory(args: argparse.Namespace, browser) -> None:  # type: ignore[no-untyped-def]

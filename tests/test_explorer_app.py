@@ -1,18 +1,20 @@
 """The explorer as a web app: ``python -m gradscorecam.explorer.app`` (``./run_all.sh explore``) in a real browser.
 
 Each end-to-end test starts the app as a user does (a subprocess, on a free port, ``--no-browser``), opens the
-page in headless Chromium (Debian's ``chromium``, driven by the ``playwright`` package; no browser download),
+address it prints (with its access token) in headless Chromium (Debian's ``chromium``, driven by the ``playwright`` package; no browser download),
 works the widgets, then stops the server with SIGTERM and checks that the server and every kernel it started
 are gone. The model is a small CNN with fixed random weights written as a model file (the ``build_model()``
 contract), the images the built-in photographs, so nothing is downloaded. Marked ``app``:
 ``./run_tests.sh -m app`` runs only these; CI installs chromium (``.ci/run``) so they run there.
 
-The checks that need no browser (argument errors, the cells the app leaves out, the environment handed to the
-notebook) run everywhere.
+The checks that need no browser (argument errors, the port probe, the token handed to Voila, the cells the app
+leaves out, the environment handed to the notebook) run everywhere.
 """
 
 from __future__ import annotations
 
+import errno
+import http.client
 import os
 import re
 import shutil
@@ -94,6 +96,31 @@ def test_the_notebooks_parameters_read_the_apps_environment(monkeypatch: pytest.
     )
     assert "GRADSCORECAM_IMAGES" not in inherited and inherited["GRADSCORECAM_DEVICE"] == "cpu"
     assert inherited["PYTHONPATH"] == os.pathsep.join([str(ROOT / "lib"), "/x"])
+    # a run_all.sh run removes the same variables from its environment (tests/test_pipeline.py)
+    from gradscorecam.pipeline import APP_ENVIRONMENT
+
+    assert APP_ENVIRONMENT == tuple(app.ENVIRONMENT.values())
+
+
+def test_the_notebook_refuses_an_unknown_weights_value(monkeypatch: pytest.MonkeyPatch):
+    """A typo in GRADSCORECAM_WEIGHTS (e.g. set in a JupyterHub spawner) stops the notebook instead of meaning
+    pretrained weights; the check is in the cell after the parameters cell, which papermill parses."""
+    cells = nbformat.read(NOTEBOOK, as_version=4).cells
+    check = cells[2].source.split('if device == "auto"')[0]  # the imports and the check, not the explorer
+    assert "GRADSCORECAM_WEIGHTS" in check
+    namespace: dict[str, object] = {}
+    monkeypatch.setenv("GRADSCORECAM_WEIGHTS", "randon")
+    exec(cells[1].source, namespace)
+    with pytest.raises(ValueError, match=r"GRADSCORECAM_WEIGHTS='randon' is not understood.*'random'.*unset it"):
+        exec(check, namespace)
+    monkeypatch.setenv("GRADSCORECAM_WEIGHTS", "random")
+    exec(cells[1].source, namespace)
+    exec(check, namespace)
+    assert namespace["weights"] is None
+    monkeypatch.delenv("GRADSCORECAM_WEIGHTS")
+    exec(cells[1].source, namespace)
+    exec(check, namespace)
+    assert namespace["weights"] == "DEFAULT"
 
 
 def test_clear_errors_before_any_server_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -112,6 +139,88 @@ def test_clear_errors_before_any_server_starts(tmp_path: Path, capsys: pytest.Ca
         assert app.main(["--port", str(port), *here]) == 2
         error = capsys.readouterr().err
         assert f"127.0.0.1:{port}" in error and "--port" in error and "in use" in error
+
+
+def test_port_out_of_range_is_an_argument_error_not_a_traceback(capsys: pytest.CaptureFixture[str]):
+    for port, said in (("70000", "70000 is not a port number"), ("0", "0 is not a port number"), ("x", "'x'")):
+        with pytest.raises(SystemExit) as exit_:
+            app.main(["--port", port, "--notebook", str(NOTEBOOK), "--no-browser"])
+        assert exit_.value.code == 2
+        error = capsys.readouterr().err
+        assert "--port" in error and said in error and "1 to 65535" in error
+
+
+def test_port_probe_allows_time_wait_and_names_the_address_problems():
+    # a connection closed by the server side leaves its port in TIME_WAIT for ~60 s: Tornado (SO_REUSEADDR) can
+    # listen there again at once, so the probe must not call it "in use"
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        served, _ = listener.accept()
+        served.close()  # the server closes first: its end (127.0.0.1:port) goes to TIME_WAIT
+        client.close()
+    with socket.socket() as plain, pytest.raises(OSError) as in_time_wait:  # what the old probe saw
+        plain.bind(("127.0.0.1", port))
+    assert in_time_wait.value.errno == errno.EADDRINUSE
+    app.check_port("127.0.0.1", port)  # no error
+    with pytest.raises(app.AppError, match=r"^--ip no-such-host\.invalid: not an address this machine can listen on"):
+        app.check_port("no-such-host.invalid", port)
+    with pytest.raises(app.AppError, match=r"^--ip 192\.0\.2\.1: not an address of this machine"):
+        app.check_port("192.0.2.1", port)  # TEST-NET-1 (RFC 5737): never a local address
+    assert app.page_url("::1", 8866, "abc") == "http://[::1]:8866/?token=abc"
+    assert app.page_url("0.0.0.0", 8866, None) == "http://127.0.0.1:8866/"
+
+
+def test_port_probe_speaks_ipv6():
+    try:
+        with socket.socket(socket.AF_INET6) as taken:
+            taken.bind(("::1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            with pytest.raises(app.AppError, match=r"cannot listen on ::1:\d+: the port is in use .*http://\[::1\]:"):
+                app.check_port("::1", port)
+    except OSError as error:
+        pytest.skip(f"no IPv6 loopback here ({error})")
+    app.check_port("::1", port)  # free again
+
+
+def test_the_server_gets_a_fresh_token_unless_no_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """main() as far as Voila: a stand-in records the configuration Voila would start with."""
+    import voila.app
+
+    import gradscorecam.pipeline
+
+    started: list[tuple[object, list[str]]] = []
+
+    class FakeVoila:
+        def __init__(self, config: object) -> None:
+            self.config = config
+
+        def initialize(self, argv: list[str]) -> None:
+            started.append((self.config, argv))
+
+        def start(self) -> None:
+            pass
+
+    monkeypatch.setattr(voila.app, "Voila", FakeVoila)
+    monkeypatch.setattr(gradscorecam.pipeline, "ensure_kernel", lambda: "gradscorecam")
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # main() edits the environment: restored
+    port = _free_port()
+    here = ["--notebook", str(NOTEBOOK), "--no-browser", "--port", str(port)]
+    assert app.main(here) == 0 and app.main(here) == 0
+    tokens = [config.Voila.token for config, _ in started]  # type: ignore[attr-defined]
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{32}", t) for t in tokens) and tokens[0] != tokens[1]
+    assert not any(t in " ".join(argv) for t, (_, argv) in zip(tokens, started, strict=True))  # not on a command line
+    printed = capsys.readouterr().out
+    assert f"http://127.0.0.1:{port}/?token={tokens[0]}" in printed and f"?token={tokens[1]}" in printed
+    assert app.main([*here, "--no-token"]) == 0
+    assert "token" not in started[2][0].Voila  # type: ignore[attr-defined]
+    assert f"at http://127.0.0.1:{port}/ " in capsys.readouterr().out
 
 
 def test_missing_voila_names_the_extra(monkeypatch: pytest.MonkeyPatch):
@@ -153,8 +262,9 @@ def _alive(pid: int) -> bool:
 
 
 class Served:
-    def __init__(self, process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-        self.process, self.url, self.log = process, url, log
+    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.process, self.port, self.log = process, port, log
+        self.url = ""  # the address the app prints, with its token
         self.kernels: set[int] = set()
 
 
@@ -175,13 +285,17 @@ def serve(tmp_path: Path) -> Iterator:
             [sys.executable, "-m", "gradscorecam.explorer.app", "--port", str(port), "--no-browser", *options],
             cwd=ROOT, env=environment, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        served = Served(process, f"http://127.0.0.1:{port}/", log)
+        served = Served(process, port, log)
         started.append(served)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             assert process.poll() is None, f"the app exited with {process.returncode}:\n{log.read_text()}"
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    # printed before the server starts: "Serving ... at http://127.0.0.1:PORT/?token=..."
+                    address = re.search(rf"at (http://127\.0\.0\.1:{port}/\?token=[\w-]+) ", log.read_text())
+                    assert address, f"the app printed no address with a token:\n{log.read_text()}"
+                    served.url = address[1]
                     return served
             except OSError:
                 time.sleep(0.5)
@@ -275,6 +389,13 @@ def test_app_serves_the_explorer_and_grad_cam_draws_a_map(serve, browser, tmp_pa
     model_file = tmp_path / "tiny_model.py"
     model_file.write_text(textwrap.dedent(TINY_MODEL))
     served = serve("--model-file", str(model_file))
+    # without the token the server sends to its login page: no page, no kernel, no kernel API
+    for path in ("/", "/api/kernels", "/?token=wrong"):
+        connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        assert (answer.status, answer.getheader("Location", "").split("?")[0]) == (302, "/login"), path
+        connection.close()
     page = browser.new_page(viewport={"width": 1300, "height": 1500})
     page.goto(served.url, timeout=180_000)
     page.wait_for_selector(".widget-dropdown select", timeout=180_000)

@@ -81,6 +81,33 @@ def test_profiles(tmp_path, monkeypatch):
         pipeline.profile_parameters("fast", {}, tmp_path, tmp_path)
 
 
+def test_a_run_does_not_take_the_web_apps_options_from_the_environment(tmp_path, monkeypatch, capsys):
+    """Notebook 90 reads GRADSCORECAM_MODEL_FILE ... as defaults; a run (papermill injects no model_file without
+    --model-file) must not explain the model of a JupyterHub spawner's environment instead of its own."""
+    seen: list[dict[str, str]] = []
+
+    def fake_run(notebooks, params, out_dir, **kwargs):  # what the notebooks' kernels would inherit
+        seen.append(dict(os.environ))
+        return []
+
+    monkeypatch.setattr(pipeline, "run_notebooks", fake_run)
+    monkeypatch.setattr(pipeline, "ensure_kernel", lambda: "gradscorecam")
+    stale = {"GRADSCORECAM_MODEL_FILE": "/srv/other_model.py", "GRADSCORECAM_WEIGHTS": "random",
+             "GRADSCORECAM_IMAGES": "/srv/photos", "GRADSCORECAM_DEVICE": "cuda"}  # fmt: skip
+    for key, value in stale.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # main() prepends lib/: restored after
+    assert set(stale) == set(pipeline.APP_ENVIRONMENT)
+    out = tmp_path / "out"
+    assert pipeline.main(["run", "--profile", "smoke", "--notebooks", "90", "--out", str(out), "--figures",
+                          str(tmp_path / "fig")]) == 0  # fmt: skip
+    assert len(seen) == 1 and not set(stale) & set(seen[0])
+    assert "Ignoring GRADSCORECAM_MODEL_FILE, GRADSCORECAM_IMAGES, GRADSCORECAM_DEVICE, GRADSCORECAM_WEIGHTS" in (
+        capsys.readouterr().out
+    )
+    assert pipeline.drop_app_environment({"GRADSCORECAM_DEVICE": "cpu", "HOME": "/h"}) == ["GRADSCORECAM_DEVICE"]
+
+
 def test_discover_notebooks_selection():
     assert [p.name for p in pipeline.discover_notebooks(["05"])] == ["05_table1_faithfulness.ipynb"]
     assert [p.name for p in pipeline.discover_notebooks(["figure2", "table1"])] == [

@@ -31,13 +31,15 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 NOTEBOOK_PATTERN = "[0-9][0-9]_*.ipynb"
 KERNEL_NAME = "gradscorecam"
+#: The web app's variables, which notebook 90 reads as defaults (the values of gradscorecam.explorer.app.ENVIRONMENT).
+APP_ENVIRONMENT = ("GRADSCORECAM_MODEL_FILE", "GRADSCORECAM_IMAGES", "GRADSCORECAM_DEVICE", "GRADSCORECAM_WEIGHTS")
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -171,6 +173,21 @@ def ensure_kernel() -> str:
 
     install(kernel_name=KERNEL_NAME, display_name="Python (gradscorecam)", prefix=sys.prefix)
     return KERNEL_NAME
+
+
+def drop_app_environment(environ: MutableMapping[str, str]) -> list[str]:
+    """Remove the web app's variables (``GRADSCORECAM_MODEL_FILE`` ..., :data:`gradscorecam.explorer.app.ENVIRONMENT`)
+    from ``environ``; return the names removed.
+
+    Notebook 90's parameters cell reads them as its defaults, and papermill injects only the parameters the run
+    has (no ``model_file`` without ``--model-file``), so a run started where they are set (a JupyterHub spawner
+    sets them for the app) would explain another model than its manifest records. Listed here, not imported from
+    the app, so that the pipeline does not import the explorer (and torch); a test checks the two lists agree.
+    """
+    removed = [name for name in APP_ENVIRONMENT if name in environ]
+    for name in removed:
+        del environ[name]
+    return removed
 
 
 def declared_parameters(notebook: Path) -> set[str]:
@@ -329,6 +346,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures_dir = args.figures or root / "figures" / args.profile
         params = profile_parameters(args.profile, overrides, out_dir, figures_dir)
         notebooks = discover_notebooks(args.notebooks, notebook_dir)
+        ignored = drop_app_environment(os.environ)  # the notebooks get this run's values, not the app's options
+        if ignored:
+            print(
+                f"Ignoring {', '.join(ignored)} (the web app's options); a run takes --model-file, --images, --device"
+            )
         if (root / "lib" / "gradscorecam").is_dir():
             # The kernels import this checkout's library, whatever else is installed.
             os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root / "lib"), os.environ.get("PYTHONPATH")]))

@@ -1,7 +1,7 @@
 """The explorer as a web app: ``notebooks/90_explorer.ipynb`` served by Voila (widgets and maps, no code).
 
     python -m gradscorecam.explorer.app [--model-file F] [--images SRC] [--device cpu] [--port 8866]
-                                        [--ip 127.0.0.1] [--no-browser] [--random-weights]
+                                        [--ip 127.0.0.1] [--no-browser] [--random-weights] [--no-token]
 
 (``./run_all.sh explore ...`` runs exactly this.) What it does:
 
@@ -10,20 +10,27 @@
   ``parameters`` cell reads as its defaults; papermill's injected cell, which comes after it, still overrides
   them, so ``run_all.sh`` runs the same notebook unchanged;
 * serves it with Voila on ``127.0.0.1`` (``--ip 0.0.0.0`` for a shared classroom server), one kernel per browser
-  tab. Before execution, :func:`app_notebook` drops the cells tagged ``not-in-app`` (the ones that set the
+  tab, behind a random token (:func:`secrets.token_urlsafe`, new at every start): only a request that carries it
+  (``?token=...`` in the printed address, then the login cookie) gets the page and a kernel. The page can run
+  code as the server's account (its model box loads any model file, which is Python), and every local user of a
+  shared machine can reach ``127.0.0.1``, so the token is on unless ``--no-token`` (a trusted single-user
+  machine only). Before execution, :func:`app_notebook` drops the cells tagged ``not-in-app`` (the ones that set the
   explorer from code for the executed copy) and runs the kernel registered for this interpreter, so the page
   shows the explorer's controls and maps only;
-* opens the default browser (Python's :mod:`webbrowser`) once the port accepts connections, unless
-  ``--no-browser``. Ctrl-C (or SIGTERM) stops the server and shuts down every kernel it started.
+* opens the default browser (Python's :mod:`webbrowser`) on that address once the port accepts connections,
+  unless ``--no-browser``. Ctrl-C (or SIGTERM) stops the server and shuts down every kernel it started.
 
 Problems it can see before starting (voila not installed, the notebook or a model file or image source
-missing, the port taken) stop it with a message naming the fix, before any server starts.
+missing, the port taken or out of range, an ``--ip`` that is not an address of this machine) stop it with a
+message naming the fix, before any server starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import secrets
 import socket
 import sys
 import threading
@@ -49,6 +56,8 @@ ENVIRONMENT: dict[str, str] = {
 #: The value of ``GRADSCORECAM_WEIGHTS`` that asks for random torchvision weights (a pipeline check).
 RANDOM_WEIGHTS = "random"
 DEFAULT_PORT = 8866
+#: Bytes of randomness in the access token (:func:`secrets.token_urlsafe`: 32 URL-safe characters).
+TOKEN_BYTES = 24
 
 
 class AppError(GradScoreCAMError, RuntimeError):
@@ -87,17 +96,68 @@ def check_voila() -> None:
         ) from None
 
 
+def port_number(text: str) -> int:
+    """argparse's ``type`` for ``--port``: an integer from 1 to 65535, else a message saying so."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a port from 1 to 65535") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number; give one from 1 to 65535 (default 8866)")
+    return port
+
+
+def browse_host(ip: str) -> str:
+    """The host a browser on this machine uses to reach a server listening on ``ip`` (IPv6 in brackets)."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(ip, ip)
+    return f"[{host}]" if ":" in host else host
+
+
+def page_url(ip: str, port: int, token: str | None) -> str:
+    """The page's address for a browser on this machine, with ``?token=`` when the server has a token."""
+    return f"http://{browse_host(ip)}:{port}/" + (f"?token={token}" if token else "")
+
+
 def check_port(ip: str, port: int) -> None:
-    """AppError when ``port`` on ``ip`` is taken (another app, or this one started twice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((ip, port))
-        except OSError as error:
-            raise AppError(
-                f"cannot listen on {ip}:{port} ({error.strerror}): the port is in use (is the app already running? "
-                f"open http://{'127.0.0.1' if ip in ('0.0.0.0', '') else ip}:{port}/ ) or not allowed; "
-                "choose another with --port."
-            ) from None
+    """AppError when the server could not listen on ``ip``:``port``, probed as Tornado binds.
+
+    ``ip`` is resolved with :func:`socket.getaddrinfo` (so ``::1``, ``0.0.0.0`` and host names work) and each of its
+    addresses is bound once with ``SO_REUSEADDR``, as Tornado does, so a port still in TIME_WAIT after the app was
+    stopped counts as free. Each failure has its own message: an ``--ip`` that does not resolve or is not an address
+    of this machine, a port in use, a port not allowed (below 1024 without root).
+    """
+    try:
+        addresses = socket.getaddrinfo(ip or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as error:
+        raise AppError(
+            f"--ip {ip}: not an address this machine can listen on ({error}); give one of its addresses, e.g. "
+            "127.0.0.1 (this machine only) or 0.0.0.0 (every network interface)."
+        ) from None
+    for family, kind, proto, _, address in dict.fromkeys(addresses):
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as Tornado: IPv6 only
+            try:
+                sock.bind(address)
+            except OSError as error:
+                raise AppError(_bind_error(ip, port, error)) from None
+
+
+def _bind_error(ip: str, port: int, error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {ip}:{port}: the port is in use (is the app already running? open "
+            f"{page_url(ip, port, None)} ); choose another with --port."
+        )
+    if error.errno == errno.EACCES:
+        return f"cannot listen on {ip}:{port}: not allowed (ports below 1024 need root); choose another with --port."
+    if error.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"--ip {ip}: not an address of this machine ({error.strerror}); give one of its addresses, e.g. "
+            "127.0.0.1 (this machine only) or 0.0.0.0 (every network interface)."
+        )
+    return f"cannot listen on {ip}:{port} ({error.strerror}); check --ip and --port."
 
 
 def notebook_environment(
@@ -173,7 +233,7 @@ def open_browser_when_up(url: str, ip: str, port: int, timeout: float = 120.0) -
     """Open ``url`` in the default browser as soon as the server accepts connections (in a background thread)."""
 
     def wait_and_open() -> None:
-        host = "127.0.0.1" if ip in ("0.0.0.0", "") else ip
+        host = browse_host(ip).strip("[]")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -203,10 +263,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu (default), cuda, cuda:1 or auto")
     parser.add_argument("--random-weights", action="store_true",
                         help="torchvision models with random weights (every map is marked: a check of the app only)")  # fmt: skip
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to serve on (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--port", type=port_number, default=DEFAULT_PORT, help=f"port to serve on, 1-65535 (default {DEFAULT_PORT})"
+    )
     parser.add_argument("--ip", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every student on the network)")  # fmt: skip
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser (print the address only)")
+    parser.add_argument("--no-token", action="store_true",
+                        help="serve without the access token: anyone who can reach the port can run code as your "
+                             "account; only on a machine and network that you alone use")  # fmt: skip
     parser.add_argument(
         "--notebook", type=Path, help=f"the notebook to serve (default: notebooks/{NOTEBOOK_NAME} of this checkout)"
     )
@@ -245,13 +310,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key in [k for k in os.environ if k not in env]:
         del os.environ[key]
     os.environ.update(env)  # Voila starts its kernels with the server's environment
+    token = None if args.no_token else secrets.token_urlsafe(TOKEN_BYTES)
     config = Config()
     config.VoilaConfiguration.prelaunch_hook = make_prelaunch_hook(ensure_kernel())
-    url = f"http://{'127.0.0.1' if args.ip in ('0.0.0.0', '') else args.ip}:{args.port}/"
+    if token:
+        config.Voila.token = token  # in the config, not on a command line that ps shows
+    url = page_url(args.ip, args.port, token)
     print(f"Serving {notebook} at {url} (Ctrl-C stops the server and its kernels)", flush=True)
-    if args.ip not in ("127.0.0.1", "localhost"):
-        print(f"  listening on {args.ip}: anyone who can reach this machine ({socket.gethostname()}) on port "
-              f"{args.port} can use it", flush=True)  # fmt: skip
+    if token:
+        print("  the token in this address lets its holder run code as your account: share it only with your class",
+              flush=True)  # fmt: skip
+    else:
+        print("  --no-token: anyone who can reach this port can run code as your account", flush=True)
+    if args.ip not in ("127.0.0.1", "localhost", "::1"):
+        query = f"?token={token}" if token else ""
+        print(f"  listening on {args.ip}: other machines that can reach this one open "
+              f"http://{socket.gethostname()}:{args.port}/{query}", flush=True)  # fmt: skip
     if not args.no_browser:
         open_browser_when_up(url, args.ip, args.port)
     app = Voila(config=config)
