@@ -189,6 +189,10 @@ def test_an_earlier_report_is_replaced_and_a_folder_without_a_run_is_refused(run
     assert not (out / "report" / "notebooks" / "99_gone.html").exists()
     assert (out / "report" / "notebooks" / "05_table1_faithfulness.html").is_file()
     assert sorted(p.name for p in out.iterdir()) == ["executed", "report"]  # no building/replaced folder left
+    (out / "report" / report.REPORT_MARKER).unlink()  # a report made before the marker: recognised by its files
+    (out / "report" / "notebooks" / "99_gone.html").write_text("old")
+    report.build_report(out, figures)
+    assert not (out / "report" / "notebooks" / "99_gone.html").exists()
     with pytest.raises(report.ReportError, match="no executed notebooks .* Pass the folder run_all.sh wrote"):
         report.build_report(tmp_path / "empty")
     assert report.main(["--out", str(tmp_path / "empty")]) == 1

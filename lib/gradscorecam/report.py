@@ -556,6 +556,8 @@ def _earlier_section(ctx: _Context, out_dir: Path) -> str:
     return "\n".join(parts)
 
 
+#: How every index page begins (also how a report made before the marker file is recognised).
+_PAGE_HEAD = '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
 _STYLE = """
 body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; }
 table.data, table.kv { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0; }
@@ -652,13 +654,26 @@ def _checked_report_dir(path: Path) -> Path:
         raise ReportError(
             f"report folder {path}: a file, not a folder. Pass a new or empty folder with --report-dir DIR."
         )
-    if not (path / REPORT_MARKER).is_file() and any(path.iterdir()):
+    if not _made_by_a_report(path) and any(path.iterdir()):
         raise ReportError(
             f"report folder {path}: not empty, and no report made it (it has no {REPORT_MARKER}); a report replaces "
             "its folder whole, so this one is left untouched. Pass a new or empty folder with --report-dir DIR, or "
             "move that folder's files away first."
         )
     return path
+
+
+def _made_by_a_report(path: Path) -> bool:
+    """``path`` holds the marker, or is a report built before the marker existed: nothing but ``index.html``
+    (this module's page, by its first bytes), ``notebooks/`` and ``files/``."""
+    if (path / REPORT_MARKER).is_file():
+        return True
+    try:
+        with (path / "index.html").open(encoding="utf-8") as page:
+            head = page.read(len(_PAGE_HEAD))
+    except (OSError, UnicodeDecodeError):
+        return False
+    return head == _PAGE_HEAD and {p.name for p in path.iterdir()} <= {"index.html", "notebooks", "files"}
 
 
 def _swap_in(building: Path, final: Path) -> None:
@@ -730,8 +745,8 @@ def _write_pages(
         _earlier_section(ctx, out_dir),
     ]
     (report_dir / "index.html").write_text(
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>Run report: {_esc(profile)}</title><style>{_STYLE}</style></head><body>\n"
+        _PAGE_HEAD
+        + f"<title>Run report: {_esc(profile)}</title><style>{_STYLE}</style></head><body>\n"
         + "\n".join(body)
         + "\n</body></html>\n",
         encoding="utf-8",
