@@ -526,7 +526,7 @@ def _earlier_section(ctx: _Context, out_dir: Path) -> str:
     kept = sorted(p.name for p in out_dir.glob("run.*.json"))
     if kept:
         parts.append(
-            "<p>Manifests of earlier runs kept in the results folder: "
+            "<p>Other manifests kept in the results folder (earlier runs' and shards'; each names its notebooks): "
             + ", ".join(f"<code>{_esc(name)}</code>" for name in kept)
             + ".</p>"
         )
