@@ -4,8 +4,10 @@
 injecting the profile's parameters (only those a notebook declares in its ``parameters`` cell), writes the
 executed copies to ``<out>/executed/``, stops at the first failure with the notebook, the failing cell's
 error and the path of the executed copy, and ends with what each notebook produced and how long it took. Every
-run, a failed one too, then writes its manifest ``<out>/run.json`` and the HTML report
-``<out>/report/index.html`` (:mod:`gradscorecam.report`).
+run, a failed or interrupted one too, then writes its manifest ``<out>/run.json`` (an earlier one is kept as
+``run.<its start>.json``) and the HTML report ``<out>/report/index.html`` (:mod:`gradscorecam.report`). A shard
+of a sharded Table 1 (``--shard-index i --num-shards n``) writes ``run.shard-<i>-of-<n>.json`` and no report,
+since the shards share the results folder: ``run_all.sh report`` builds it after the merge.
 
 Profiles:
 
@@ -215,7 +217,8 @@ def run_notebooks(
 
     ``record``, when given, gets one entry per notebook started, for the run manifest
     (:func:`gradscorecam.report.write_manifest`): name, status ("ok", "failed", "did not finish"), seconds,
-    error message, and the files an "ok" notebook produced.
+    error message, and the files an "ok" notebook produced. The entry is made "did not finish" when the notebook
+    starts, so one that an exception outside papermill or Ctrl-C stops stays recorded as such.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -225,6 +228,7 @@ def run_notebooks(
     watched = [Path(params["output_dir"]), Path(params["figures_dir"])]
     runs: list[NotebookRun] = []
     for notebook in notebooks:
+        _record(record, notebook, "did not finish", None, "")  # until it is known how it ended
         executed = executed_dir / notebook.name
         declared = declared_parameters(notebook)
         injected = {k: v for k, v in params.items() if k in declared}
@@ -260,13 +264,17 @@ def _record(
     record: list[dict[str, Any]] | None,
     notebook: Path,
     status: str,
-    start: float,
+    start: float | None,
     error: str,
     produced: Sequence[Path] = (),
 ) -> None:
+    """Record the notebook's state, replacing its entry when it has one (its "did not finish" from the start)."""
     if record is not None:
-        record.append({"name": notebook.name, "status": status, "seconds": round(time.perf_counter() - start, 3),
-                       "error": error, "produced": [str(p) for p in produced]})  # fmt: skip
+        if record and record[-1]["name"] == notebook.name:
+            record.pop()
+        seconds = None if start is None else round(time.perf_counter() - start, 3)
+        record.append({"name": notebook.name, "status": status, "seconds": seconds, "error": error,
+                       "produced": [str(p) for p in produced]})  # fmt: skip
 
 
 def _snapshot(folders: Sequence[Path]) -> dict[Path, int]:
@@ -362,16 +370,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     record: list[dict[str, Any]] = []
     started, clock = _utc_now(), time.perf_counter()
-    failure: PipelineError | None = None
+    failure: BaseException | None = None
     try:
         runs = run_notebooks(notebooks, params, out_dir, kernel_name=ensure_kernel(), log_output=args.log_output,
                              record=record)  # fmt: skip
     except PipelineError as error:
         failure = error
-    finally:  # the report is built after a failure too (and after Ctrl-C), then the failure is reported
-        _write_report(
-            out_dir, figures_dir, notebooks, params, record, started, time.perf_counter() - clock, failure, argv
-        )
+    except BaseException as error:  # Ctrl-C, or a crash outside the notebooks: recorded, then raised on
+        failure = error
+        raise
+    finally:  # the manifest and report are written after a failure too, then the failure is reported
+        _write_report(out_dir, notebooks, params, record, started, time.perf_counter() - clock, failure, argv)
     if failure is not None:
         print(f"\nrun_all.sh: FAILED: {failure}", file=sys.stderr)
         return 1
@@ -385,48 +394,82 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def manifest_name(params: dict[str, Any]) -> str:
+    """``run.json``, or ``run.shard-<i>-of-<n>.json`` for a shard of a sharded Table 1 (the shards of one run
+    share its results folder, so each keeps its own manifest)."""
+    from .report import MANIFEST_NAME
+
+    if params.get("shard_index") is None:
+        return MANIFEST_NAME
+    return f"run.shard-{params['shard_index']}-of-{params.get('num_shards')}.json"
+
+
+def failure_message(failure: BaseException | None) -> str:
+    """What the manifest records as the run's error: a notebook's failure as the pipeline said it, Ctrl-C as
+    "interrupted (Ctrl-C)", any other exception as ``<type>: <message>``."""
+    if failure is None:
+        return ""
+    if isinstance(failure, PipelineError):
+        return str(failure)
+    if isinstance(failure, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    return f"{type(failure).__name__}: {failure}"
+
+
 def _write_report(
     out_dir: Path,
-    figures_dir: Path,
     notebooks: Sequence[Path],
     params: dict[str, Any],
     record: list[dict[str, Any]],
     started: str,
     wall_seconds: float,
-    failure: PipelineError | None,
+    failure: BaseException | None,
     argv: Sequence[str] | None,
 ) -> None:
-    """Write the run manifest (``<out>/run.json``) and the HTML report (``<out>/report/index.html``).
+    """Write the run manifest (``<out>/run.json``; a shard's ``run.shard-<i>-of-<n>.json``) and, unless this
+    is a shard, the HTML report (``<out>/report/index.html``).
 
-    Notebooks after a failure are recorded as "not run". A report that cannot be built is said, never raised:
-    it must not hide the run's own result or failure.
+    Notebooks after a failure are recorded as "not run"; the one a crash or Ctrl-C stopped as "did not finish"
+    with the run's error (:func:`failure_message`). A report that cannot be built is said, never raised: it must
+    not hide the run's own result or failure.
     """
     from . import report as run_report
 
+    error = failure_message(failure)
     done = {entry["name"] for entry in record}
     entries = record + [{"name": nb.name, "status": "not run", "seconds": None, "error": "", "produced": []}
                         for nb in notebooks if nb.name not in done]  # fmt: skip
-    interrupted = failure is None and len(record) < len(entries)  # Ctrl-C: not caught by run_notebooks
-    if interrupted:
-        entries[len(record)].update(status="did not finish", error="interrupted")
-    ok = failure is None and not interrupted
+    for entry in entries:
+        if entry["status"] == "did not finish" and not entry["error"]:
+            entry["error"] = error
+    name = manifest_name(params)
     try:
-        run_report.write_manifest(out_dir, {
+        path = run_report.write_manifest(out_dir, {
             "profile": params["profile"],
             "command": " ".join(["run_all.sh", *(sys.argv[1:] if argv is None else argv)]),
             "parameters": params,
             "started": started,
             "finished": _utc_now(),
             "wall_seconds": round(wall_seconds, 3),
-            "status": "ok" if ok else "failed",
-            "error": str(failure) if failure else ("interrupted" if interrupted else ""),
+            "status": "failed" if failure is not None else "ok",
+            "error": error,
             "environment": run_report.environment(),
             "notebooks": entries,
-        })  # fmt: skip
-        index = run_report.build_report(out_dir, figures_dir)
+        }, name=name)  # fmt: skip
+        if name != run_report.MANIFEST_NAME:
+            print(
+                f"\nManifest: {path}. No report for a shard (the shards share the results folder): merge the "
+                "shards, run the Table 1 notebook once more on the merged file, and that run writes it "
+                f"(or: ./run_all.sh report --out {out_dir}).",
+                flush=True,
+            )
+            return
+        # The figures folder from the manifest: one that does not exist yet (a failure before any figure) is
+        # a banner on the page, where an explicit figures_dir would be an error.
+        index = run_report.build_report(out_dir)
         print(f"\nReport: {index}", flush=True)
-    except Exception as error:  # noqa: BLE001
-        print(f"\nrun_all.sh: the report could not be built: {type(error).__name__}: {error}", file=sys.stderr)
+    except Exception as problem:  # noqa: BLE001
+        print(f"\nrun_all.sh: the report could not be built: {type(problem).__name__}: {problem}", file=sys.stderr)
 
 
 def _library_location(root: Path) -> Path:
