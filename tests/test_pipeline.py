@@ -272,3 +272,14 @@ def check_explorer_notebook(executed: Path) -> None:
     assert ran or any(re.fullmatch(waits, line) for line in lines), text
     assert any("image/png" in output.get("data", {}) for output in outputs)
     assert any("application/vnd.jupyter.widget-view+json" in output.get("data", {}) for output in outputs)
+
+
+@pytest.mark.parametrize(("index", "shards"), [(0, None), (None, 8), (8, 8), (-1, 8)])
+def test_shard_options_are_given_together_and_in_range(tmp_path, index, shards):
+    overrides = {"shard_index": index, "num_shards": shards}
+    with pytest.raises(pipeline.PipelineError, match="give both, with 0 <= index < shards"):
+        pipeline.profile_parameters("smoke", overrides, tmp_path / "results", tmp_path / "figures")
+    assert (
+        pipeline.profile_parameters("smoke", {"shard_index": 7, "num_shards": 8}, tmp_path, tmp_path)["shard_index"]
+        == 7
+    )

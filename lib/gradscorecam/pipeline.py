@@ -147,6 +147,12 @@ def profile_parameters(profile: str, overrides: dict[str, Any], out_dir: Path, f
         raise PipelineError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     params = {"profile": profile, **PROFILES[profile]}
     params.update({k: v for k, v in overrides.items() if v is not None})
+    index, shards = params.get("shard_index"), params.get("num_shards")
+    if (index is None) != (shards is None) or (shards is not None and not 0 <= index < shards):
+        raise PipelineError(
+            f"--shard-index {index} --num-shards {shards}: give both, with 0 <= index < shards "
+            "(e.g. --shard-index 0 --num-shards 8 for the first of 8 jobs)"
+        )
     if params["image_source"] == "imagenet":
         root = params.get("imagenet_val") or os.environ.get("IMAGENET_VAL")
         if not root:
