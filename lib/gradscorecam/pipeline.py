@@ -148,7 +148,7 @@ def profile_parameters(profile: str, overrides: dict[str, Any], out_dir: Path, f
     params = {"profile": profile, **PROFILES[profile]}
     params.update({k: v for k, v in overrides.items() if v is not None})
     index, shards = params.get("shard_index"), params.get("num_shards")
-    if (index is None) != (shards is None) or (shards is not None and not 0 <= index < shards):
+    if (index is None) != (shards is None) or (index is not None and shards is not None and not 0 <= index < shards):
         raise PipelineError(
             f"--shard-index {index} --num-shards {shards}: give both, with 0 <= index < shards "
             "(e.g. --shard-index 0 --num-shards 8 for the first of 8 jobs)"
