@@ -283,3 +283,11 @@ def test_shard_options_are_given_together_and_in_range(tmp_path, index, shards):
         pipeline.profile_parameters("smoke", {"shard_index": 7, "num_shards": 8}, tmp_path, tmp_path)["shard_index"]
         == 7
     )
+
+
+def test_papermill_parses_every_parameters_cell_as_the_pipeline_does():
+    # papermill warns "Unable to parse line ..." and "Passed unknown parameter" for a parameters line it cannot
+    # read (e.g. a second "=" in its comment); the values are still injected, but every run's log says so
+    papermill = pytest.importorskip("papermill")
+    for notebook in pipeline.discover_notebooks():
+        assert set(papermill.inspect_notebook(str(notebook))) == pipeline.declared_parameters(notebook), notebook.name
