@@ -20,6 +20,7 @@ from gradscorecam.sanity import (
     randomization_steps,
     randomize_,
     run_randomization,
+    short_step_label,
     spearman,
     ssim,
 )
@@ -142,6 +143,13 @@ def test_coarse_steps_keep_the_first_blocks_and_group_the_rest_in_order() -> Non
     assert [s.modules for s in randomization_steps(units, steps)] == steps  # usable as layers=
     with pytest.raises(ValueError, match="positive int"):
         coarse_steps(units, 0)
+
+
+def test_short_step_label_names_a_group_by_its_ends_and_size() -> None:
+    assert short_step_label("conv1+bn1") == "conv1+bn1"
+    assert short_step_label("a+b+c") == "a+b+c"
+    group = "+".join([f"blocks.{i}" for i in range(16, -1, -1)] + ["stem"])
+    assert short_step_label(group) == "blocks.16…stem (18)"
 
 
 def test_randomize_is_seeded_resets_batchnorm_and_keeps_the_rng() -> None:

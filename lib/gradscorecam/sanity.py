@@ -584,6 +584,13 @@ def pass_table(table: pd.DataFrame, metric: str = "spearman", confidence: float 
 
 
 # ------------------------------------------------------------------------------------------ figures
+def short_step_label(label: str, keep: int = 3) -> str:
+    """A step's label for an axis: a group of more than ``keep`` modules (:func:`coarse_steps`) is shortened to its
+    first and last module and their number, ``"blocks.16…stem (18)"``; the results table keeps the full label."""
+    modules = label.split("+")
+    return label if len(modules) <= keep else f"{modules[0]}…{modules[-1]} ({len(modules)})"
+
+
 def cascade_figure(result: RandomizationResult, display_images: Sequence[np.ndarray], *, image_ids: Sequence[str] | None = None,
                    title: str | None = None, random_weights: bool = False, cell_size: float = 1.15) -> Figure:  # fmt: skip
     """Adebayo et al.'s cascading figure: per kept image, one row per method; the input, the trained model's map,
@@ -597,7 +604,7 @@ def cascade_figure(result: RandomizationResult, display_images: Sequence[np.ndar
     n_images = min(len(display_images), *(m.shape[1] for m in result.maps.values())) if methods else 0
     if not n_images:
         raise ValueError("no kept maps: run run_randomization with keep_maps >= 1 and at least one method.")
-    columns = ["input", "trained"] + [s.label for s in result.steps]
+    columns = ["input", "trained"] + [short_step_label(s.label) for s in result.steps]
     rows = n_images * len(methods)
     fig, axes = plt.subplots(rows, len(columns), figsize=(cell_size * len(columns) + 1.2, cell_size * rows + 0.8),
                              squeeze=False)  # fmt: skip
@@ -619,7 +626,7 @@ def cascade_figure(result: RandomizationResult, display_images: Sequence[np.ndar
                 if c == 1:
                     ax.set_ylabel(method, fontsize=7)
                 if row == 0:
-                    ax.set_title(textwrap.shorten(columns[c], 14, placeholder="…"), fontsize=6, rotation=45, ha="left")
+                    ax.set_title(textwrap.shorten(columns[c], 24, placeholder="…"), fontsize=6, rotation=45, ha="left")
     return finish_figure(fig, title, random_weights, fontsize=9)
 
 
@@ -645,7 +652,7 @@ def curves_figure(curves: pd.DataFrame, metrics: Sequence[str] = ("spearman", "s
             if len(ref):
                 ax.axhline(float(ref["mean"].iloc[0]), color=colour, ls="--", lw=1)
             if len(line) > len(labels):
-                labels = list(line["layer"])
+                labels = [short_step_label(label) for label in line["layer"]]
         ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=6)
         ax.set_ylabel(f"{metric} to the trained model's map")
         ax.set_ylim(-0.3, 1.05)
