@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ..errors import GradScoreCAMError, WeightsUnavailableError
 from ..explainers import METHODS
+from ..explainers.registry import describe_budget
 from ..explainers.scoring import Budget
 from ..plotting import RANDOM_WEIGHTS_MARK, to_display_image
 from .cache import ResultKey
@@ -37,7 +38,6 @@ from .compute import (
     channel_budget,
     channels_to_score,
     class_name,
-    describe_budget,
     find_classes,
     model_device,
     parse_budget,
