@@ -362,3 +362,64 @@ def test_command_line_runs_resumes_and_summarises(records, tmp_path, capsys):
     for bad in ("0", "many"):
         with pytest.raises(Exception, match="neither a positive number of channels nor 'all'"):
             cli.channel_budget(bad)
+
+
+# ------------------------------------------------------------------------------- per-object scores
+def _two_object_records(records: list[ImageRecord]) -> list[ImageRecord]:
+    """The fixture's images, each with two boxes of its class (on the 30 x 40 image; the 24 x 24 input keeps both)."""
+    return [ImageRecord(r.image_id, r.path, r.class_index, ((8, 2, 18, 14), (22, 14, 32, 28))) for r in records]
+
+
+def test_per_object_scores_are_those_of_the_map_with_the_mapped_boxes(records, tmp_path):
+    from gradscorecam.datasets.records import load_batch
+    from gradscorecam.explainers import make_explainer
+    from gradscorecam.metrics import object_scores
+
+    several = _two_object_records(records)
+    spec = _spec()
+    df = evaluate(spec, several, ["Grad-CAM"], tmp_path / "r.csv", target_class="label", deletion_steps=0,
+                  progress=False)  # fmt: skip
+    explainer = make_explainer("Grad-CAM", spec.model, "layer")
+    for record in several:
+        images, boxes = load_batch([record], spec.transform)
+        assert len(boxes[0]) == 2
+        expected = object_scores(explainer(images, targets=[record.class_index]), boxes[0])
+        row = df[df.image_id == record.image_id].iloc[0]
+        if results.DEGENERATE_NOTE in row.note:  # an all-zero map: NaN, as for the pointing games
+            assert np.isnan(row.objects_found) and not expected.found.any()
+            continue
+        assert row.objects_found == pytest.approx(expected.found.mean())
+        assert row.min_object_energy == pytest.approx(float(expected.energy.min()))
+    assert df.objects_found.notna().sum() >= 3 and df.objects_found.nunique() >= 2
+    # one box is a pointing game, not "every object": no per-object score
+    single = evaluate(spec, records, ["Grad-CAM"], tmp_path / "one.csv", target_class="label", deletion_steps=0,
+                      progress=False)  # fmt: skip
+    assert single.objects_found.isna().all() and single.pointing_hit[single.image_id == "im0"].notna().all()
+
+
+def test_per_object_scores_only_when_the_explained_class_is_the_labelled_one(records, tmp_path):
+    from gradscorecam.datasets.records import load_batch
+
+    spec = _spec()
+    several = []
+    for i, record in enumerate(_two_object_records(records)):  # labelled as predicted for even images only
+        with torch.no_grad():
+            predicted = int(spec.model(load_batch([record], spec.transform)[0]).argmax(1))
+        several.append(ImageRecord(record.image_id, record.path, predicted if i % 2 == 0 else (predicted + 1) % 10,
+                                   record.boxes))  # fmt: skip
+    df = evaluate(spec, several, ["Grad-CAM"], tmp_path / "r.csv", deletion_steps=0, progress=False)
+    other = df.class_index != df.label
+    assert other.tolist() == [False, True, False, True, False]
+    assert df.loc[other, "objects_found"].isna().all() and df.loc[other, "min_object_energy"].isna().all()
+    assert df.loc[other, "note"].str.contains("not the labelled one").all()
+    assert df.loc[~other, "objects_found"].notna().all()
+    assert df.loc[other, "pointing_hit"].notna().all()  # the pointing games keep the true class's boxes
+
+
+def test_a_file_with_other_columns_is_not_continued(records, tmp_path):
+    out = tmp_path / "r.csv"
+    df = _run(records[:2], out)
+    old = df.drop(columns=["objects_found", "min_object_energy"])
+    old.to_csv(out, index=False)  # as a library before the per-object scores wrote it
+    with pytest.raises(ResultsMismatchError, match=r"other columns.*missing \['objects_found', 'min_object_energy'\]"):
+        _run(records, out)

@@ -43,6 +43,7 @@ from .metrics.localization import object_scores, objects_reached
 from .models import ModelSpec, load_model
 from .plotting import finish_figure, method_grid, to_display_image
 from .torchutils import resolve_device
+from .verdict import METRICS as VERDICT_METRICS
 
 Box = tuple[int, int, int, int]
 
@@ -263,10 +264,10 @@ def object_localization(
     return table
 
 
-#: Figure 5's per-image scores for :func:`gradscorecam.compare` (``metrics=``): both higher is better.
+#: Figure 5's per-image scores for :func:`gradscorecam.compare` (``metrics=``): both higher is better. The same
+#: two columns are in the runner's rows (images with several objects of the explained class).
 OBJECT_METRICS: dict[str, tuple[str, str]] = {
-    "objects_found": ("higher", "continuous"),
-    "min_object_energy": ("higher", "continuous"),
+    name: VERDICT_METRICS[name] for name in ("objects_found", "min_object_energy")
 }
 
 

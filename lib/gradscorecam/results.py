@@ -56,6 +56,8 @@ RESULT_COLUMNS = (
     "insertion_auc",
     "pointing_hit",
     "energy_pointing",
+    "objects_found",
+    "min_object_energy",
     "seconds",
     "metric_seconds",
     "note",
@@ -199,6 +201,7 @@ class ResultsStore:
                 file.unlink(missing_ok=True)
         stored_options = self._check_config()
         _drop_torn_line(self.journal)
+        self._check_columns()
         sidecar = {**self.config, "explainer_options": {**stored_options, **self.options}}
         self.sidecar.write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -234,6 +237,22 @@ class ResultsStore:
                 "pass overwrite=True to discard the existing results."
             )
         return stored_options
+
+    def _check_columns(self) -> None:
+        """Rows are appended in :data:`COLUMNS`' order: a file written with other columns (by an older library,
+        before the per-object scores were added) would get misaligned rows, so it is refused."""
+        if not self.journal.is_file() or self.journal.stat().st_size == 0:
+            return
+        with self.journal.open(newline="") as handle:
+            header = next(csv.reader(handle), [])
+        if tuple(header) != COLUMNS:
+            missing = [c for c in COLUMNS if c not in header]
+            extra = [c for c in header if c not in COLUMNS]
+            raise ResultsMismatchError(
+                f"{self.journal} has other columns than this library writes (missing {missing}, unknown {extra}): "
+                "it was written by another version of gradscorecam. Its rows cannot be continued; read it with "
+                "gradscorecam.results.read_results, and use another out_path (or pass overwrite=True to discard it)."
+            )
 
     def done_pairs(self) -> set[tuple[str, str]]:
         """The (image_id, method) pairs already in the file."""
@@ -303,7 +322,7 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     if "note" in df.columns:
         df["note"] = df["note"].fillna("").astype(str)
     for column in ("Y", "O", "drop", "increase", "deletion_auc", "insertion_auc", "pointing_hit", "energy_pointing",
-                   "seconds", "metric_seconds"):  # fmt: skip
+                   "objects_found", "min_object_energy", "seconds", "metric_seconds"):  # fmt: skip
         if column in df.columns:
             df[column] = pd.to_numeric(df[column], errors="coerce").astype(float)
     return df

@@ -11,7 +11,10 @@ Each row holds the image (``image_id``, true ``label``, explained ``class_index`
 ``method``, the faithfulness scores Y and O with the image's ``drop`` and ``increase`` (percent, see
 :mod:`gradscorecam.metrics.faithfulness`), ``deletion_auc`` and ``insertion_auc``, ``pointing_hit`` and
 ``energy_pointing`` when the image has boxes the transform can map (boxes are those of the true
-class, as ImageNet gives them, also when the predicted class is explained), ``seconds`` (the explanation) and
+class, as ImageNet gives them, also when the predicted class is explained), ``objects_found`` and
+``min_object_energy`` (:func:`gradscorecam.metrics.object_scores`, Figure 5 as a number) when it has at least
+two such boxes *and* the explained class is the labelled one (otherwise the boxes are not the objects of the
+explained class: NaN, with a note; ``target_class="label"`` scores every such image), ``seconds`` (the explanation) and
 ``metric_seconds``, a ``note`` (why a row has no values, e.g. CAM on VGG16; ``all-zero map`` when the map is
 zero everywhere, e.g. every channel weight <= 0: deletion/insertion and the pointing games are then NaN,
 Y, O, drop and increase are kept), the configuration (:data:`gradscorecam.results.CONFIG_KEYS`, with every
@@ -53,7 +56,7 @@ from .errors import InputImageError, UnsupportedModelError
 from .explainers import METHODS, BaseCAM, make_explainer
 from .metrics.deletion import deletion_auc, insertion_auc
 from .metrics.faithfulness import MASKINGS, SCORES, drop_percent, explanation_scores, increase_percent
-from .metrics.localization import energy_pointing_game, pointing_game
+from .metrics.localization import energy_pointing_game, object_scores, pointing_game
 from .models import ModelSpec
 from .results import DEGENERATE_NOTE, RESULT_COLUMNS, ResultsStore
 from .torchutils import synchronize
@@ -158,6 +161,7 @@ def evaluate(
                         spec,
                         images,
                         target,
+                        record.class_index,
                         boxes[0],
                         device,
                         batch_size,
@@ -221,6 +225,7 @@ def _evaluate_one(
     spec: ModelSpec,
     images: torch.Tensor,
     target: int,
+    label: int,
     boxes: tuple | None,
     device: str | torch.device,
     batch_size: int,
@@ -229,7 +234,9 @@ def _evaluate_one(
     top_percent: float | None,
     deletion_steps: int | None,
 ) -> dict[str, Any]:
-    empty: dict[str, Any] = {k: math.nan for k in RESULT_COLUMNS[5:15]}
+    empty: dict[str, Any] = {
+        k: math.nan for k in RESULT_COLUMNS[RESULT_COLUMNS.index("Y") : RESULT_COLUMNS.index("note")]
+    }
     start = time.perf_counter()
     try:
         if isinstance(explainer, UnsupportedModelError):
@@ -260,12 +267,21 @@ def _evaluate_one(
     if boxes and not degenerate:
         row["pointing_hit"] = float(pointing_game(saliency, [boxes])[0])
         row["energy_pointing"] = float(energy_pointing_game(saliency, [boxes])[0])
+    several = boxes is not None and len(boxes) >= 2
+    if boxes is not None and several and not degenerate and target == label:
+        objects = object_scores(saliency, boxes)
+        row["objects_found"] = objects.objects_found
+        row["min_object_energy"] = objects.min_object_energy
     synchronize(device)
     row["seconds"] = seconds
     row["metric_seconds"] = time.perf_counter() - start
     notes = [DEGENERATE_NOTE] if degenerate else []
     if boxes is None:
         notes.append("boxes not mapped: the model's transform is not a resize + centre crop")
+    if several and target != label:
+        notes.append(
+            "per-object scores not computed: the explained class is not the labelled one, whose boxes these are"
+        )
     if not Y[0] > 0:
         notes.append("Y <= 0: drop undefined")
     row["note"] = "; ".join(notes)

@@ -37,6 +37,8 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("insertion_auc", "insertion_auc"),
     ("pointing_hit", "pointing_game"),
     ("energy_pointing", "energy_pointing"),
+    ("objects_found", "objects_found"),
+    ("min_object_energy", "min_object_energy"),
 )
 
 

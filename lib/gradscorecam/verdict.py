@@ -38,7 +38,9 @@ The runner's per-image columns (:data:`gradscorecam.runner.RESULT_COLUMNS`) and 
 ``drop`` (per-image Average Drop, max(0, Y − O)/Y × 100; lower is better), ``increase`` (the per-image Average
 Increase indicator 1[Y < O] × 100, so binary: 0 or 100; higher is better), ``deletion_auc`` (lower),
 ``insertion_auc`` (higher), ``pointing_hit`` (pointing game hit, 0 or 1; higher), ``energy_pointing``
-(energy-based pointing game, higher) and ``seconds`` (time of the explanation; lower). A binary metric's
+(energy-based pointing game, higher), ``objects_found`` and ``min_object_energy`` (the per-object
+localisation of images with several objects of the explained class, Figure 5 as a number; each a per-image
+share or ratio, so continuous; higher) and ``seconds`` (time of the explanation; lower). A binary metric's
 success is a value > 0.
 """
 
@@ -67,6 +69,8 @@ METRICS: dict[str, tuple[Direction, Kind]] = {
     "insertion_auc": ("higher", "continuous"),
     "pointing_hit": ("higher", "binary"),
     "energy_pointing": ("higher", "continuous"),
+    "objects_found": ("higher", "continuous"),
+    "min_object_energy": ("higher", "continuous"),
     "seconds": ("lower", "continuous"),
 }
 #: The columns of :func:`compare`'s table (``ratio``, ``ratio_low``, ``ratio_high`` are NaN except for seconds).
