@@ -9,6 +9,7 @@ back. The evaluation loop that writes the rows is :mod:`gradscorecam.runner`.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import math
@@ -80,7 +81,8 @@ def merge_results(paths: Sequence[str | Path]) -> pd.DataFrame:
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
-    """Read a results file (CSV or Parquet, plus a Parquet run's unfinished journal) with the runner's dtypes."""
+    """Read a results file (CSV, gzip-compressed CSV ``.csv.gz`` as kept under ``data/evidence/``, or Parquet
+    plus a Parquet run's unfinished journal) with the runner's dtypes."""
     path = Path(path)
     frames = []
     if path.suffix == ".parquet":
@@ -310,6 +312,8 @@ def _cell(value: Any) -> Any:
 def _read_csv(path: Path) -> pd.DataFrame:
     # Readers never modify the file (a run may be writing it); a torn last line is skipped in memory.
     data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        data = gzip.decompress(data)
     data = data[: data.rfind(b"\n") + 1]
     if not data.strip():
         return pd.DataFrame(columns=list(COLUMNS))
