@@ -33,22 +33,24 @@ MINUS = "\u2212"  # the README's minus sign
 
 
 def signed(value: float, decimals: int) -> str:
-    """``+1.2`` / ``−1.2`` (a typographic minus), ``0.0`` unsigned, ``n/a`` for NaN."""
+    """``+1.2`` / ``−1.2`` (a typographic minus), ``n/a`` for NaN. Only an exact 0 is unsigned: a bound that
+    rounds to zero keeps its sign (``−0.0``), so an interval's side of 0 can always be read off."""
     if math.isnan(value):
         return "n/a"
     text = f"{abs(value):.{decimals}f}"
-    if float(text) == 0:
+    if value == 0:
         return text
     return ("+" if value > 0 else MINUS) + text
 
 
 def p_text(p_value: float) -> str:
-    """The p-value as the tables print it: ``< 1e-4`` below that, otherwise two significant digits."""
+    """The p-value as the tables print it: ``< 1e-4`` below that, otherwise three significant digits (so that
+    0.0496 is not shown as 0.05)."""
     if math.isnan(p_value):
         return "n/a"
     if p_value < 1e-4:
         return "< 1e-4"
-    return f"{p_value:.2g}"
+    return f"{p_value:.3g}"
 
 
 def _plain(value: float, decimals: int = 2) -> str:
@@ -69,19 +71,19 @@ def claims_markdown(claims: pd.DataFrame, method: str = "Grad++ScoreCAM") -> str
     for row in claims.itertuples(index=False):
         claim = str(row.claim).removeprefix(f"{method} has a ").removeprefix(f"{method} is ")
         verdict = f"**{row.verdict}**"
-        if row.metric == "seconds":
+        if str(row.verdict).startswith("not measured"):
+            numbers = "not measured"
+        elif row.metric == "seconds":
             numbers = (
                 f"{row.ratio:.2f}\u00d7 {row.baseline}'s time [{_plain(row.ratio_low)}, {_plain(row.ratio_high)}] "
                 f"({row.method_mean:.3g} s against {row.baseline_mean:.3g} s per image)"
             )
-        elif isinstance(row.mean_difference, float) and not math.isnan(row.mean_difference):
+        else:
             d = _decimals(row.low, row.high)
             numbers = (
                 f"{signed(row.mean_difference, d)} points [{signed(row.low, d)}, {signed(row.high, d)}] "
                 f"({row.method_mean:.1f} % against {row.baseline_mean:.1f} %)"
             )
-        else:
-            numbers = "not measured"
         lines.append(f"| {claim} | {verdict} | {numbers} | {p_text(float(row.p_value))} |")
     return "\n".join(lines)
 
@@ -101,11 +103,16 @@ def objects_markdown(df: pd.DataFrame, table: pd.DataFrame, method: str = "Grad+
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, row in summary.iterrows():
+        energy = "n/a"
+        if "energy" in summary.columns and not math.isnan(row["energy"]):
+            energy = f"{row['energy']:.2f} [{_plain(row['energy_low'])}, {_plain(row['energy_high'])}]"
+            if row["energy_n"] != row["found_n"]:  # maps with no energy in any box: fewer images
+                energy += f" (N = {int(row['energy_n'])})"
         cells = [
             str(name),
             str(int(row["found_n"])),
             f"{row['found'] * 100:.1f} [{_plain(row['found_low'] * 100, 1)}, {_plain(row['found_high'] * 100, 1)}]",
-            f"{row['energy']:.2f} [{_plain(row['energy_low'])}, {_plain(row['energy_high'])}]",
+            energy,
         ]
         if name in found.index:
             pair = found.loc[name]
@@ -138,7 +145,7 @@ def provenance_text(df: pd.DataFrame) -> str:
     return (
         f"{first['model']}, `{first['target_layer']}`, {df['image_id'].nunique()} images, {len(methods)} methods, "
         f"{first['score']} of the {first['target_class']} class, masking in the {first['masking']} input space, "
-        f"seed {first['seed']}, {steps} deletion steps; library {sorted(set(df['library_version'].astype(str)))[0]}, "
+        f"seed {first['seed']}, {steps} deletion steps; library {' and '.join(sorted(set(df['library_version'].astype(str))))}, "
         f"torch {first['torch_version']}, {first['device']}"
     )
 

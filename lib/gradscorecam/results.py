@@ -241,20 +241,27 @@ class ResultsStore:
         return stored_options
 
     def _check_columns(self) -> None:
-        """Rows are appended in :data:`COLUMNS`' order: a file written with other columns (by an older library,
-        before the per-object scores were added) would get misaligned rows, so it is refused."""
+        """Rows are appended in :data:`COLUMNS`' order. A file written by an older library (fewer columns, e.g.
+        before the per-object scores) or with its columns in another order is rewritten once with this header
+        (the values kept, the new columns empty) so that appended rows line up; a file with columns this
+        library does not know is refused."""
         if not self.journal.is_file() or self.journal.stat().st_size == 0:
             return
         with self.journal.open(newline="") as handle:
             header = next(csv.reader(handle), [])
-        if tuple(header) != COLUMNS:
-            missing = [c for c in COLUMNS if c not in header]
-            extra = [c for c in header if c not in COLUMNS]
+        if tuple(header) == COLUMNS:
+            return
+        unknown = [c for c in header if c not in COLUMNS]
+        if unknown:
             raise ResultsMismatchError(
-                f"{self.journal} has other columns than this library writes (missing {missing}, unknown {extra}): "
-                "it was written by another version of gradscorecam. Its rows cannot be continued; read it with "
-                "gradscorecam.results.read_results, and use another out_path (or pass overwrite=True to discard it)."
+                f"{self.journal} has unknown columns {unknown}: it was not written by this library's runner, or by "
+                "a newer one. Its rows cannot be continued; use another out_path (or pass overwrite=True to "
+                "discard it)."
             )
+        rows = _read_csv(self.journal).reindex(columns=list(COLUMNS))
+        partial = self.journal.with_name(self.journal.name + ".tmp")
+        rows.to_csv(partial, index=False, na_rep="nan", lineterminator="\n")
+        partial.replace(self.journal)
 
     def done_pairs(self) -> set[tuple[str, str]]:
         """The (image_id, method) pairs already in the file."""

@@ -17,7 +17,7 @@ two such boxes *and* the explained class is the labelled one (otherwise the boxe
 explained class: NaN, with a note; ``target_class="label"`` scores every such image), ``seconds`` (the explanation) and
 ``metric_seconds``, a ``note`` (why a row has no values, e.g. CAM on VGG16; ``all-zero map`` when the map is
 zero everywhere, e.g. every channel weight <= 0: deletion/insertion and the pointing games are then NaN,
-Y, O, drop and increase are kept), the configuration (:data:`gradscorecam.results.CONFIG_KEYS`, with every
+Y, O, drop and increase are kept, ``objects_found`` is 0 and ``min_object_energy`` NaN), the configuration (:data:`gradscorecam.results.CONFIG_KEYS`, with every
 explainer's effective options) and, as provenance that may differ between the parts of a resumed run,
 ``library_version`` (with the git commit of a development checkout), ``torch_version`` and ``device``.
 
@@ -268,7 +268,8 @@ def _evaluate_one(
         row["pointing_hit"] = float(pointing_game(saliency, [boxes])[0])
         row["energy_pointing"] = float(energy_pointing_game(saliency, [boxes])[0])
     several = boxes is not None and len(boxes) >= 2
-    if boxes is not None and several and not degenerate and target == label:
+    if boxes is not None and several and target == label:
+        # unlike the pointing games, an all-zero map gets a score: it finds no object (and has no energy, NaN)
         objects = object_scores(saliency, boxes)
         row["objects_found"] = objects.objects_found
         row["min_object_energy"] = objects.min_object_energy

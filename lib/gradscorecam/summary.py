@@ -11,7 +11,8 @@ Two kinds of rows have fewer values, by one rule shared with :mod:`gradscorecam.
   runner records ``drop`` as NaN and the mean is over the other images, exactly as
   :func:`gradscorecam.metrics.average_drop` leaves them out (with a warning); ``undefined_drop`` counts them.
 * **All-zero maps** (note ``all-zero map``, e.g. every channel weight <= 0): the map ranks no pixel and has no
-  maximum, so deletion/insertion and the pointing games are NaN and left out of those means; their Y, O,
+  maximum, so deletion/insertion and the pointing games are NaN and left out of those means (the per-object
+  ``objects_found`` counts such a map as finding no object, and its ``min_object_energy`` is NaN); their Y, O,
   drop and increase are defined (the explanation X * 0 keeps nothing) and stay in Average Drop/Increase, as
   :func:`~gradscorecam.metrics.average_drop` (which only sees Y and O) counts them too. ``degenerate_maps``
   counts them: a method with many is rewarded on the map metrics by their absence, so read them together.
@@ -53,7 +54,8 @@ def summarize(
 
     Columns: ``n_images`` (rows of the method), for each metric ``<name>`` (the mean over images with a value),
     ``<name>_low``/``<name>_high`` (the bootstrap interval) and ``<name>_n`` (images with a value; the
-    pointing games only count images with boxes), ``seconds_per_image`` (mean time of the explanation),
+    pointing games only count images with boxes, the per-object scores images with at least two boxes of the
+    explained class), ``seconds_per_image`` (mean time of the explanation),
     ``notes`` (rows with a note, e.g. CAM undefined for the model), ``degenerate_maps`` (rows whose map was zero
     everywhere) and ``undefined_drop`` (rows with Y <= 0); see the module docstring for how both are counted. Average Drop/Increase are in percent,
     the pointing game is a hit rate in [0, 1]. Metrics without any value are left out.
