@@ -26,7 +26,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("explainers", ("explainers",)),
     ("metrics and sources", ("metrics", "datasets", "models")),
     ("results and runner", ("results", "runner")),
-    ("analyses and figures", ("summary", "verdict", "experiments", "ablation", "comparison", "plotting", "sanity")),
+    (
+        "analyses and figures",
+        ("summary", "verdict", "evidence", "experiments", "ablation", "comparison", "plotting", "sanity"),
+    ),
     ("applications", ("pipeline", "explorer", "report")),
 ]
 LAYER_OF = {module: index for index, (_, modules) in enumerate(LAYERS) for module in modules}
