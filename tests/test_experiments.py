@@ -103,6 +103,16 @@ def test_faithfulness_table_next_to_the_paper(tmp_path):
     assert pd.read_csv(paths[0], index_col=0).loc["Grad-CAM", "Average Drop % (paper, VGG16)"] == 47.8
     assert "| Grad-CAM " in paths[1].read_text() and paths[1].read_text().startswith("Table 1 (test)")
     assert "\\caption{Table 1 (test)}" in paths[2].read_text()
+    assert "Pointing game" not in table  # no boxes, no pointing columns
+    boxed = _summary().assign(pointing_game=[0.875, math.nan], pointing_game_n=[8, 0],
+                              energy_pointing=[0.61234, math.nan], energy_pointing_n=[8, 0])  # fmt: skip
+    with_boxes = experiments.faithfulness_table(boxed, paper)
+    assert with_boxes.loc["Grad-CAM", ["Pointing game", "Energy pointing", "N boxes", "N"]].tolist() == [
+        0.875,
+        0.612,
+        8,
+        30,
+    ]
     chart = experiments.faithfulness_chart(_summary(), paper, title="t", random_weights=True)
     assert len(chart.axes) == 2
     plt.close(chart)

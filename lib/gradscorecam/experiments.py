@@ -356,7 +356,9 @@ PAPER_LABEL = "(paper, VGG16)"
 
 def faithfulness_table(summary: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
     """Average Drop / Increase per method with their 95 % CIs, seconds per image, and the paper's numbers
-    (columns ``... (paper, VGG16)``: the paper's Table 1 copies VGG16 numbers)."""
+    (columns ``... (paper, VGG16)``: the paper's Table 1 copies VGG16 numbers). Deletion/Insertion AUC and,
+    for images with boxes, the pointing game's hit rate and the energy-based pointing game (with ``N boxes``,
+    the images they count) where the results have them."""
     table = pd.DataFrame(index=summary.index)
     for name, label in (("average_drop", "Average Drop %"), ("average_increase", "Average Increase %")):
         table[label] = summary[name].round(1)
@@ -368,6 +370,12 @@ def faithfulness_table(summary: pd.DataFrame, paper: pd.DataFrame | None = None)
     for name, label in (("deletion_auc", "Deletion AUC"), ("insertion_auc", "Insertion AUC")):
         if name in summary:
             table[label] = summary[name].round(3)
+    pointing = [(n, label) for n, label in (("pointing_game", "Pointing game"), ("energy_pointing", "Energy pointing"))
+                if n in summary]  # fmt: skip
+    for name, label in pointing:
+        table[label] = summary[name].round(3)
+    if pointing:
+        table["N boxes"] = summary[f"{pointing[0][0]}_n"].fillna(0).astype(int)
     table["N"] = summary["average_drop_n"].astype(int)
     table["s/image"] = summary["seconds_per_image"].round(2)
     undefined = (table["N"] == 0) & (summary["notes"] > 0)
