@@ -92,7 +92,7 @@ def objects_markdown(df: pd.DataFrame, table: pd.DataFrame, method: str = "Grad+
     """Figure 5 as a number: per method, objects found (%) and the worst-served object's energy ratio with
     95 % intervals over the images with per-object scores, and ``method``'s paired difference in objects found
     from each other method (``table`` is :func:`~gradscorecam.verdict.compare`'s). Empty without such rows."""
-    scored = df[pd.to_numeric(df.get("objects_found"), errors="coerce").notna()] if "objects_found" in df else df[:0]
+    scored = df[pd.to_numeric(df["objects_found"], errors="coerce").notna()] if "objects_found" in df else df[:0]
     if scored.empty:
         return ""
     summary = summarize(scored, metrics=(("objects_found", "found"), ("min_object_energy", "energy")))

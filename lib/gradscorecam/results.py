@@ -63,6 +63,8 @@ RESULT_COLUMNS = (
     "metric_seconds",
     "note",
 )
+#: The numeric per-row values, from Y to metric_seconds: NaN in a row without them, floats when read.
+METRIC_COLUMNS = RESULT_COLUMNS[RESULT_COLUMNS.index("Y") : RESULT_COLUMNS.index("note")]
 COLUMNS = RESULT_COLUMNS + CONFIG_KEYS + METHOD_CONFIG_KEYS + ENVIRONMENT_KEYS
 
 
@@ -332,8 +334,7 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     if "note" in df.columns:
         df["note"] = df["note"].fillna("").astype(str)
-    for column in ("Y", "O", "drop", "increase", "deletion_auc", "insertion_auc", "pointing_hit", "energy_pointing",
-                   "objects_found", "min_object_energy", "seconds", "metric_seconds"):  # fmt: skip
+    for column in METRIC_COLUMNS:
         if column in df.columns:
             df[column] = pd.to_numeric(df[column], errors="coerce").astype(float)
     return df

@@ -58,7 +58,7 @@ from .metrics.deletion import deletion_auc, insertion_auc
 from .metrics.faithfulness import MASKINGS, SCORES, drop_percent, explanation_scores, increase_percent
 from .metrics.localization import energy_pointing_game, object_scores, pointing_game
 from .models import ModelSpec
-from .results import DEGENERATE_NOTE, RESULT_COLUMNS, ResultsStore
+from .results import DEGENERATE_NOTE, METRIC_COLUMNS, ResultsStore
 from .torchutils import synchronize
 from .version import library_version
 
@@ -234,9 +234,7 @@ def _evaluate_one(
     top_percent: float | None,
     deletion_steps: int | None,
 ) -> dict[str, Any]:
-    empty: dict[str, Any] = {
-        k: math.nan for k in RESULT_COLUMNS[RESULT_COLUMNS.index("Y") : RESULT_COLUMNS.index("note")]
-    }
+    empty: dict[str, Any] = dict.fromkeys(METRIC_COLUMNS, math.nan)
     start = time.perf_counter()
     try:
         if isinstance(explainer, UnsupportedModelError):

@@ -34,7 +34,7 @@ For each (baseline, metric), over the n images where both methods have a value (
 * for ``seconds`` also ``ratio`` = mean(method seconds) / mean(baseline seconds) with its paired percentile
   bootstrap interval ``ratio_low``, ``ratio_high`` (the same image resamples for both means).
 
-The runner's per-image columns (:data:`gradscorecam.runner.RESULT_COLUMNS`) and the paper's metric names:
+The runner's per-image columns (:data:`gradscorecam.results.RESULT_COLUMNS`) and the paper's metric names:
 ``drop`` (per-image Average Drop, max(0, Y − O)/Y × 100; lower is better), ``increase`` (the per-image Average
 Increase indicator 1[Y < O] × 100, so binary: 0 or 100; higher is better), ``deletion_auc`` (lower),
 ``insertion_auc`` (higher), ``pointing_hit`` (pointing game hit, 0 or 1; higher), ``energy_pointing``
